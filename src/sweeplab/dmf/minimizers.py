@@ -1,0 +1,235 @@
+"""Families of exact minimizers of ``||W_L⋯W_1 − M||_F^2``.
+
+Conventions used throughout :mod:`sweeplab.dmf`:
+
+* ``widths`` = hidden widths ``(d_1, ..., d_{L-1})``; depth ``L = len(widths) + 1``; ``d_0`` and
+  ``d_L`` come from the target, which has shape ``(d_L, d_0)``.
+* ``dims`` = the full chain ``(d_0, d_1, ..., d_L)``.
+* Layer ``W_i`` has shape ``(d_i, d_{i-1})``; random numbers come only from the
+  ``numpy.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .validation import as_target, check_positive
+
+__all__ = [
+    "balanced_minimizer",
+    "gauge_minimizer",
+    "gaussian_minimizer",
+    "haar_orthogonal",
+    "scalar_minimizer",
+]
+
+Matrix = NDArray[np.float64]
+
+
+def _check_rng(rng: object) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), got "
+            f"{type(rng).__name__}"
+        )
+    return rng
+
+
+def _check_dims(values: Sequence[int], name: str, min_len: int) -> tuple[int, ...]:
+    try:
+        out = tuple(values)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {values!r}"
+        ) from None
+    if len(out) < min_len:
+        raise ValueError(f"{name} must have at least {min_len} entries, got {len(out)}")
+    for i, d in enumerate(out):
+        if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1:
+            raise ValueError(f"{name}[{i}] must be an integer >= 1, got {d!r}")
+    return tuple(int(d) for d in out)
+
+
+def haar_orthogonal(n: int, rng: np.random.Generator, cols: int | None = None) -> Matrix:
+    """Return an ``n × cols`` matrix with orthonormal columns, Haar-distributed.
+
+    QR of a standard Gaussian matrix with the signs of ``diag(R)`` absorbed (Mezzadri 2007).
+    """
+    cols = n if cols is None else cols
+    z = rng.standard_normal((n, cols))
+    q, r = np.linalg.qr(z)
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    return q * signs
+
+
+def balanced_minimizer(
+    target: ArrayLike,
+    widths: Sequence[int],
+    *,
+    rng: np.random.Generator | None = None,
+    rank_rtol: float = 1e-12,
+) -> list[Matrix]:
+    """Return the balanced aligned minimizer, which attains the flattest sharpness (spec §5).
+
+    With the compact SVD ``M = U Σ V^T`` of rank ``r`` and ``Q_i`` (``d_i × r``) with
+    orthonormal columns: ``W_1 = Q_1 Σ^{1/L} V^T``, ``W_i = Q_i Σ^{1/L} Q_{i-1}^T``,
+    ``W_L = U Σ^{1/L} Q_{L-1}^T``.
+
+    Parameters
+    ----------
+    target : array_like
+        Target ``M`` of shape ``(d_L, d_0)``.
+    widths : sequence of int
+        Hidden widths ``(d_1, ..., d_{L-1})``, each ``>= rank M``; empty for depth 1.
+    rng : numpy.random.Generator, optional
+        If given, the ``Q_i`` are Haar-random; otherwise ``Q_i`` = first ``r`` columns of the
+        identity.
+    rank_rtol : float
+        Singular values ``<= rank_rtol * σ_max`` count as zero.
+
+    Returns
+    -------
+    list of ndarray
+        ``L = len(widths) + 1`` layers with ``W_L⋯W_1 = M`` (to rounding).
+
+    """
+    m = as_target(target)
+    hidden = _check_dims(widths, "widths", 0)
+    if rng is not None:
+        _check_rng(rng)
+    check_positive(rank_rtol, "rank_rtol")
+    depth = len(hidden) + 1
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    r = int(np.count_nonzero(s > rank_rtol * s[0])) if s[0] > 0 else 0
+    if hidden and r > min(hidden):
+        i = int(np.argmin(hidden)) + 1
+        raise ValueError(
+            f"rank of target is {r} but hidden width d_{i} = {hidden[i - 1]} is smaller; every "
+            "hidden width must be >= rank M for a minimizer to exist"
+        )
+    u, s, vt = u[:, :r], s[:r], vt[:r]
+    root = s ** (1.0 / depth)
+    qs: list[Matrix] = [vt.T]  # "Q_0" = V (d_0 x r)
+    for d in hidden:
+        qs.append(haar_orthogonal(d, rng, r) if rng is not None else np.eye(d, r))
+    qs.append(u)  # "Q_L" = U
+    return [(qs[i + 1] * root) @ qs[i].T for i in range(depth)]
+
+
+def gauge_minimizer(
+    target: ArrayLike,
+    widths: Sequence[int],
+    rng: np.random.Generator,
+    spread: float,
+) -> list[Matrix]:
+    """Return a random gauge transform of a balanced minimizer (same product, other sharpness).
+
+    ``W_i → G_i W_i G_{i-1}^{-1}`` with ``G_0 = G_L = I`` and, for each hidden layer,
+    ``G_i = U_i diag(exp(s_i)) V_i^T`` with ``U_i, V_i`` Haar-orthogonal and
+    ``s_i ~ Uniform(−spread, spread)`` i.i.d.; so ``cond(G_i) <= exp(2 spread)``.
+    ``spread = 0`` gives orthogonal gauges, which keep the flattest sharpness.
+
+    Parameters
+    ----------
+    target : array_like
+        Target ``M`` of shape ``(d_L, d_0)``.
+    widths : sequence of int
+        Hidden widths ``(d_1, ..., d_{L-1})``, each ``>= rank M``.
+    rng : numpy.random.Generator
+        Source of the ``Q_i`` of the balanced minimizer and of the gauges.
+    spread : float
+        Half-width ``>= 0`` of the log-singular values of each ``G_i`` (dimensionless).
+
+    """
+    _check_rng(rng)
+    if not (np.isfinite(spread) and spread >= 0):
+        raise ValueError(f"spread must be a finite number >= 0, got {spread!r}")
+    ws = balanced_minimizer(target, widths, rng=rng)
+    g_inv_prev: Matrix | None = None
+    out = []
+    for i, w in enumerate(ws):
+        if i < len(ws) - 1:
+            d = w.shape[0]
+            u, v = haar_orthogonal(d, rng), haar_orthogonal(d, rng)
+            s = rng.uniform(-spread, spread, size=d)
+            g = (u * np.exp(s)) @ v.T
+            g_inv = (v * np.exp(-s)) @ u.T
+        else:
+            g, g_inv = None, None
+        w_new = w if g is None else g @ w
+        if g_inv_prev is not None:
+            w_new = w_new @ g_inv_prev
+        out.append(w_new)
+        g_inv_prev = g_inv
+    return out
+
+
+def gaussian_minimizer(
+    dims: Sequence[int], rng: np.random.Generator
+) -> tuple[list[Matrix], Matrix]:
+    """Return Gaussian factors and their product as the target.
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Full chain ``(d_0, d_1, ..., d_L)``, ``L >= 1``.
+    rng : numpy.random.Generator
+        Source of the entries; ``W_i`` has i.i.d. ``N(0, 1/d_{i-1})`` entries.
+
+    Returns
+    -------
+    weights : list of ndarray
+        ``W_1..W_L``, ``W_i`` of shape ``(d_i, d_{i-1})``.
+    target : ndarray, shape (d_L, d_0)
+        ``M = W_L⋯W_1``, so ``weights`` is a minimizer by construction.
+
+    """
+    chain = _check_dims(dims, "dims", 2)
+    _check_rng(rng)
+    ws = [
+        rng.standard_normal((chain[i + 1], chain[i])) / np.sqrt(chain[i])
+        for i in range(len(chain) - 1)
+    ]
+    prod = ws[0]
+    for w in ws[1:]:
+        prod = w @ prod
+    return ws, prod
+
+
+def scalar_minimizer(
+    depth: int, rng: np.random.Generator, low: float = 0.5, high: float = 1.5
+) -> tuple[list[Matrix], Matrix]:
+    """Return the all-scalar minimizer of spec §6: ``w_i = ±Uniform(low, high)``, ``m = Π w_i``.
+
+    Parameters
+    ----------
+    depth : int
+        Number of layers ``L >= 1``.
+    rng : numpy.random.Generator
+        Source of magnitudes and (fair) signs.
+    low, high : float
+        ``0 < low < high``; magnitude range of each scalar weight.
+
+    Returns
+    -------
+    weights : list of ndarray
+        ``L`` arrays of shape ``(1, 1)``.
+    target : ndarray, shape (1, 1)
+        Their product.
+
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+    _check_rng(rng)
+    low = check_positive(low, "low")
+    high = check_positive(high, "high")
+    if not low < high:
+        raise ValueError(f"need low < high, got low = {low}, high = {high}")
+    mags = rng.uniform(low, high, size=int(depth))
+    signs = rng.choice(np.array([-1.0, 1.0]), size=int(depth))
+    w = mags * signs
+    return [np.array([[x]]) for x in w], np.array([[np.prod(w)]])

@@ -1,0 +1,104 @@
+"""Numerical sharpness from Hessian-vector products (independent of the Kronecker reduction).
+
+Used to check :func:`~sweeplab.dmf.sharpness` and, as in edge-of-stability studies, as the
+generic way of measuring sharpness: Lanczos (``scipy.sparse.linalg.eigsh``) over an HVP
+``LinearOperator``, or a dense Hessian assembled column by column from HVPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+from .derivatives import hvp
+from .products import flatten, unflatten
+from .validation import as_target, as_weights, chain_dims
+
+__all__ = ["dense_hessian", "sharpness_numerical"]
+
+MAX_DENSE_PARAMETERS = 4000
+"""Largest parameter count for which :func:`dense_hessian` is allowed (N^2 floats in memory)."""
+
+
+def dense_hessian(weights: Sequence[ArrayLike], target: ArrayLike) -> NDArray[np.float64]:
+    """Return the full ``N × N`` Hessian of ``||W_L⋯W_1 − M||_F^2`` built from ``N`` HVPs.
+
+    Rows and columns follow :func:`~sweeplab.dmf.products.flatten` (layers in order, each
+    row-major). Symmetrized as ``(H + H^T) / 2``. Allowed for ``N <= 4000``.
+    """
+    ws = as_weights(weights)
+    m = as_target(target, chain_dims(ws))
+    shapes = [w.shape for w in ws]
+    n = sum(w.size for w in ws)
+    if n > MAX_DENSE_PARAMETERS:
+        raise ValueError(
+            f"dense Hessian needs N <= {MAX_DENSE_PARAMETERS} parameters, got N = {n}; "
+            "use method='lanczos'"
+        )
+    h = np.empty((n, n))
+    e = np.zeros(n)
+    for j in range(n):
+        e[j] = 1.0
+        h[:, j] = flatten(hvp(ws, m, unflatten(e, shapes)))
+        e[j] = 0.0
+    return 0.5 * (h + h.T)
+
+
+def sharpness_numerical(
+    weights: Sequence[ArrayLike],
+    target: ArrayLike,
+    method: Literal["lanczos", "dense"] = "lanczos",
+    *,
+    tol: float = 1e-14,
+    seed: int = 0,
+) -> float:
+    """Return ``λ_max(∇²L(W))`` numerically, at any point (not only minimizers).
+
+    Parameters
+    ----------
+    weights : sequence of array_like
+        Layers ``W_1..W_L``.
+    target : array_like
+        Target ``M`` of shape ``(d_L, d_0)``.
+    method : {"lanczos", "dense"}
+        ``"lanczos"``: ``eigsh(k=1, which="LA")`` over the HVP as a ``LinearOperator`` with
+        relative tolerance ``tol`` and a start vector from ``numpy.random.default_rng(seed)``.
+        ``"dense"``: :func:`dense_hessian` and ``numpy.linalg.eigvalsh`` (``N <= 4000``).
+    tol : float
+        Lanczos convergence tolerance (relative); ignored for ``"dense"``.
+    seed : int
+        Seed of the Lanczos start vector.
+
+    Returns
+    -------
+    float
+        The largest (algebraic) Hessian eigenvalue.
+
+    """
+    if method not in ("lanczos", "dense"):
+        raise ValueError(f"method must be 'lanczos' or 'dense', got {method!r}")
+    ws = as_weights(weights)
+    m = as_target(target, chain_dims(ws))
+    if method == "dense":
+        return float(np.linalg.eigvalsh(dense_hessian(ws, m))[-1])
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    shapes = [w.shape for w in ws]
+    n = sum(w.size for w in ws)
+    if n == 1:
+        return float(flatten(hvp(ws, m, [np.ones((1, 1))]))[0])
+
+    def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return flatten(hvp(ws, m, unflatten(np.ravel(x), shapes)))
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    if n <= 2:
+        return float(np.linalg.eigvalsh(op @ np.eye(n))[-1])
+    v0 = np.random.default_rng(np.random.SeedSequence(seed)).standard_normal(n)
+    ncv = min(n - 1, 40)
+    vals = eigsh(op, k=1, which="LA", tol=tol, v0=v0, ncv=ncv, return_eigenvectors=False)
+    return float(vals[-1])
