@@ -341,7 +341,9 @@ def escape(
         default :func:`default_checkpoints` ``(max_steps)``. Runs with equal checkpoints stack
         on a common step axis.
     loss_tol : float
-        Convergence threshold on the (absolute) loss.
+        Convergence threshold on the (absolute) loss, in units of ``M`` squared. It must lie
+        above the float64 rounding floor of the loss at a minimizer, roughly
+        ``(L ε ||M||_F)^2`` with ``ε = 2.2e-16``; the default ``1e-20`` suits ``||M||_F ≲ 1e2``.
     divergence_norm : float
         Divergence threshold on ``||w_t||``.
     target : array_like, optional
