@@ -51,8 +51,10 @@ def _kron_from_products(a: list[Matrix], b: list[Matrix]) -> Matrix:
     dl = a[-1].shape[0]
     p = np.stack([b[k].T @ b[k] for k in range(n)])  # B_i^T B_i, (L, d0, d0)
     q = np.stack([a[k + 1] @ a[k + 1].T for k in range(n)])  # A_i A_i^T, (L, dL, dL)
-    # kron(P, Q)[(a dL + c), (b dL + d)] = P[a, b] Q[c, d]  (column-major vec of X, dL x d0)
-    k = np.einsum("kab,kcd->acbd", p, q, optimize=True).reshape(d0 * dl, d0 * dl)
+    # Σ_k P_k[a, b] Q_k[c, d] as one GEMM over k, then laid out as kron(P, Q)[(a dL + c),
+    # (b dL + d)] (column-major vec of X, X of shape dL x d0)
+    s = (p.reshape(n, d0 * d0).T @ q.reshape(n, dl * dl)).reshape(d0, d0, dl, dl)
+    k = s.transpose(0, 2, 1, 3).reshape(d0 * dl, d0 * dl)
     return 0.5 * (k + k.T)
 
 
