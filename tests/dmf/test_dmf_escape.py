@@ -175,3 +175,20 @@ def test_escape_bad_inputs(matrix4):
         dmf.escape(ws, 0.1, target=m + 0.1)
     with pytest.raises(ValueError, match=r"len\(weights\) = 2 must equal len\(etas\) = 3"):
         dmf.escape_batch([list(ws), list(ws)], [0.1, 0.2, 0.3])
+
+
+def test_escape_with_explicit_target_runs_on_it(matrix4):
+    ws, m, lam = matrix4
+    a = dmf.escape(ws, 1.2 * 2 / lam, max_steps=300, target=m)
+    b = dmf.escape(ws, 1.2 * 2 / lam, max_steps=300)
+    assert (a.outcome, a.escape_step) == (b.outcome, b.escape_step)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-9, atol=1e-20)
+
+
+def test_equal_checkpoints_stack(matrix4):
+    ws, _, lam = matrix4
+    runs = dmf.escape_batch(ws, [0.9 * 2 / lam, 1.5 * 2 / lam], max_steps=500)
+    single = dmf.escape(ws, 0.9 * 2 / lam, max_steps=500)
+    stacked = np.stack([r.distance for r in [*runs, single]])
+    assert stacked.shape == (3, dmf.default_checkpoints(500).size)
+    np.testing.assert_array_equal(runs[0].checkpoints, single.checkpoints)

@@ -231,3 +231,9 @@ def test_property_exact_matches_lanczos(wt):
     ws, _target = wt
     exact = dmf.sharpness(ws)
     assert exact == pytest.approx(dmf.sharpness_numerical(ws, product(ws)), rel=1e-10, abs=1e-12)
+
+
+def test_dense_hessian_refuses_large_problems():
+    ws, target = dmf.gaussian_minimizer((8, 64, 64, 8), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"dense Hessian needs N <= 4000 parameters, got N = 5120"):
+        dmf.sharpness_numerical(ws, target, method="dense")
