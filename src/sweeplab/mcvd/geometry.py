@@ -1,0 +1,127 @@
+"""Channel geometry: point transmitter, absorbing spherical receiver, reflecting plane ``x = 0``.
+
+Units throughout :mod:`sweeplab.mcvd`: lengths in µm, times in s, diffusion coefficients in µm²/s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Geometry"]
+
+Vector = NDArray[np.float64]
+
+
+def _point(name: str, value: Sequence[float]) -> tuple[float, float, float]:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be three real coordinates (x, y, z) in µm, got {value!r}"
+        ) from None
+    if arr.shape != (3,):
+        raise ValueError(f"{name} must be three coordinates (x, y, z) in µm, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {tuple(arr.tolist())}")
+    return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+def _positive(name: str, value: float, unit: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number in {unit}, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be finite and > 0 {unit}, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A molecular channel: point TX, absorbing sphere RX, optional reflecting plane ``x = 0``.
+
+    Parameters
+    ----------
+    tx : sequence of 3 float
+        Transmitter position ``p`` (µm). With ``wall=True`` it must satisfy ``x_T >= 0``.
+    rx : sequence of 3 float
+        Receiver centre ``c`` (µm). With ``wall=True`` it must satisfy ``x_R > radius``
+        (the sphere lies strictly inside the fluid half-space ``x >= 0``).
+    radius : float
+        Receiver radius ``r_r`` (µm), > 0. The TX must lie strictly outside the RX.
+    D : float
+        Diffusion coefficient (µm²/s), > 0.
+    wall : bool
+        ``True``: reflecting plane at ``x = 0`` with fluid in ``x >= 0`` (half-space);
+        ``False``: unbounded free space.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending value and the allowed range, on any invalid input.
+
+    """
+
+    tx: tuple[float, float, float]
+    rx: tuple[float, float, float]
+    radius: float
+    D: float
+    wall: bool = True
+
+    def __post_init__(self) -> None:
+        tx = _point("tx", self.tx)
+        rx = _point("rx", self.rx)
+        radius = _positive("radius", self.radius, "µm")
+        d = _positive("D", self.D, "µm²/s")
+        if not isinstance(self.wall, bool | np.bool_):
+            raise ValueError(
+                f"wall must be True (reflecting plane x = 0) or False, got {self.wall!r}"
+            )
+        object.__setattr__(self, "tx", tx)
+        object.__setattr__(self, "rx", rx)
+        object.__setattr__(self, "radius", radius)
+        object.__setattr__(self, "D", d)
+        object.__setattr__(self, "wall", bool(self.wall))
+        r0 = math.dist(tx, rx)
+        if r0 <= radius:
+            raise ValueError(
+                f"tx {tx} must lie strictly outside the receiver: its distance to the RX centre is "
+                f"{r0:.6g} µm, must be > radius = {radius:.6g} µm"
+            )
+        if self.wall:
+            if tx[0] < 0:
+                raise ValueError(
+                    f"tx x-coordinate {tx[0]:.6g} µm is behind the reflecting plane; must be >= 0"
+                )
+            if rx[0] <= radius:
+                raise ValueError(
+                    f"receiver crosses or touches the reflecting plane: rx x-coordinate "
+                    f"{rx[0]:.6g} µm must be > radius = {radius:.6g} µm "
+                    f"(gap {rx[0] - radius:.6g} µm must be > 0)"
+                )
+
+    # --- derived quantities -------------------------------------------------------------
+    @property
+    def distance(self) -> float:
+        """``r_0 = |p − c|``, TX to RX centre (µm)."""
+        return math.dist(self.tx, self.rx)
+
+    @property
+    def image_rx(self) -> tuple[float, float, float]:
+        """Centre of the image receiver ``c' = (−x_R, y_R, z_R)`` (µm)."""
+        return (-self.rx[0], self.rx[1], self.rx[2])
+
+    @property
+    def image_distance(self) -> float:
+        """``r_0' = |p − c'|``, TX to image-RX centre (µm)."""
+        return math.dist(self.tx, self.image_rx)
+
+    @property
+    def gap(self) -> float:
+        """Gap between the RX surface and the plane, ``x_R − r_r`` (µm); inf in free space."""
+        return self.rx[0] - self.radius if self.wall else math.inf
