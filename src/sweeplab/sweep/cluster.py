@@ -1,0 +1,61 @@
+"""Choose the Dask cluster a block runs on.
+
+Order: an explicit scheduler address (argument, config ``dask.address`` or the environment
+variable ``DASK_SCHEDULER_ADDRESS``), a scheduler file (``dask.scheduler_file``), a dask-jobqueue
+Slurm cluster (``dask.cluster: slurm``, see :mod:`sweeplab.sweep.jobqueue` when present), else a
+private in-process ``LocalCluster`` with as many worker threads as the Snakemake job has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from distributed import Client, LocalCluster
+
+__all__ = ["dask_client"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def dask_client(threads: int, dask_config: Mapping[str, Any] | None = None) -> Iterator[Client]:
+    """Yield a connected :class:`distributed.Client`, and close what was started here.
+
+    Parameters
+    ----------
+    threads : int
+        Threads of the Snakemake job (size of the private local cluster), >= 1.
+    dask_config : mapping, optional
+        The config's ``dask`` section: ``address``, ``scheduler_file``, ``processes``.
+
+    """
+    cfg = dict(dask_config or {})
+    address = cfg.get("address") or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        logger.info("connecting to Dask scheduler at %s", address)
+        with Client(address) as client:
+            yield client
+        return
+    if cfg.get("scheduler_file"):
+        logger.info("connecting to Dask scheduler from file %s", cfg["scheduler_file"])
+        with Client(scheduler_file=cfg["scheduler_file"]) as client:
+            yield client
+        return
+    processes = bool(cfg.get("processes", False))
+    workers, per_worker = (threads, 1) if processes else (1, threads)
+    logger.info("starting a private LocalCluster (%d workers x %d threads)", workers, per_worker)
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=per_worker,
+            processes=processes,
+            dashboard_address=None,
+            **({"host": "127.0.0.1"} if processes else {}),  # threads: in-process transport
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
