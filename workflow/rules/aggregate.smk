@@ -17,25 +17,29 @@ rule aggregate:
         " --out {output:q} 2> {log:q}"
 
 
-def figure_experiment(wildcards):
-    for experiment, names in FIGURES.items():
-        if wildcards.name in names:
-            return f"{RESULTS}/{experiment}.zarr"
-    raise ValueError(f"unknown figure {wildcards.name!r}")
+# One figures job per experiment (matplotlib start-up is paid once per dataset).
+for _experiment, _names in FIGURES.items():
 
-
-rule figure:
-    input:
-        figure_experiment,
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{name}}.png",
-            caption="../report/figure.rst",
-            category="Figures",
-        ),
-        svg=f"{RESULTS}/figures/{{name}}.svg",
-    log:
-        f"{RESULTS}/logs/figures/{{name}}.log",
-    shell:
-        "sweeplab figures --results {RESULTS:q} --out {RESULTS:q}/figures {wildcards.name}"
-        " > /dev/null 2> {log:q}"
+    rule:
+        name:
+            f"figures_{_experiment}"
+        input:
+            f"{RESULTS}/{_experiment}.zarr",
+        output:
+            png=[
+                report(
+                    f"{RESULTS}/figures/{name}.png",
+                    caption="../report/figure.rst",
+                    category="Figures",
+                    subcategory=_experiment,
+                )
+                for name in _names
+            ],
+            svg=[f"{RESULTS}/figures/{name}.svg" for name in _names],
+        params:
+            names=" ".join(_names),
+        log:
+            f"{RESULTS}/logs/figures/{_experiment}.log",
+        shell:
+            "sweeplab figures --results {RESULTS:q} --out {RESULTS:q}/figures {params.names}"
+            " > /dev/null 2> {log:q}"

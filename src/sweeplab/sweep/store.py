@@ -49,6 +49,8 @@ def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed earlier run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         with warnings.catch_warnings():
