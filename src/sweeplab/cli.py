@@ -37,7 +37,14 @@ def main(verbose: bool) -> None:
 @click.argument("experiment", type=click.Choice(["sharpness", "escape", "channel"]))
 @click.argument("block")
 @click.option("--settings", required=True, help="JSON of the experiment's config section.")
-@click.option("--dask", "dask_json", default="{}", help="JSON of the config's dask section.")
+@click.option(
+    "--dask",
+    "dask_json",
+    default="{}",
+    envvar="SWEEPLAB_DASK",
+    show_envvar=True,
+    help="JSON of the config's dask section (address, scheduler_file, processes).",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Block zarr store.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
 def run_block_cmd(

@@ -41,5 +41,5 @@ for _experiment, _names in FIGURES.items():
         log:
             f"{RESULTS}/logs/figures/{_experiment}.log",
         shell:
-            "sweeplab figures --results {RESULTS:q} --out {RESULTS:q}/figures {params.names}"
-            " > /dev/null 2> {log:q}"
+            'sweeplab figures --results "$(dirname {input:q})"'
+            ' --out "$(dirname {output.svg[0]:q})" {params.names} > /dev/null 2> {log:q}'

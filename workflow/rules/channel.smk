@@ -5,10 +5,10 @@ rule channel_block:
     output:
         directory(f"{RESULTS}/blocks/channel/{{block}}.zarr"),
     params:
-        settings=lambda wildcards: block_settings("channel", wildcards),
+        settings=block_params("channel"),
     log:
         f"{RESULTS}/logs/channel/{{block}}.log",
     threads: 2
     shell:
         "sweeplab run-block channel {wildcards.block:q} --settings {params.settings}"
-        " --dask {DASK_ARGS} --threads {threads} --out {output:q} 2> {log:q}"
+        " --threads {threads} --out {output:q} 2> {log:q}"

@@ -9,10 +9,11 @@ def block_paths(experiment):
     ]
 
 
-def block_settings(experiment, wildcards):
-    """Shell-quoted JSON of the settings a block depends on (params: a change re-runs it)."""
-    settings = dict(config[experiment])
-    if experiment == "channel":
-        name = dict(kv.split("~", 1) for kv in wildcards.block.split("_"))["geometry"]
-        settings["geometry"] = {name: settings["geometry"][name]}
-    return shlex.quote(json.dumps(settings, sort_keys=True))
+def block_params(experiment):
+    """Shell-quoted JSON of what a block depends on besides its name (a change re-runs it)."""
+
+    def params(wildcards):
+        settings = block_settings(experiment, config, wildcards.block)
+        return shlex.quote(json.dumps(settings, sort_keys=True))
+
+    return params

@@ -5,10 +5,10 @@ rule escape_block:
     output:
         directory(f"{RESULTS}/blocks/escape/{{block}}.zarr"),
     params:
-        settings=lambda wildcards: block_settings("escape", wildcards),
+        settings=block_params("escape"),
     log:
         f"{RESULTS}/logs/escape/{{block}}.log",
     threads: 2
     shell:
         "sweeplab run-block escape {wildcards.block:q} --settings {params.settings}"
-        " --dask {DASK_ARGS} --threads {threads} --out {output:q} 2> {log:q}"
+        " --threads {threads} --out {output:q} 2> {log:q}"

@@ -5,10 +5,10 @@ rule sharpness_block:
     output:
         directory(f"{RESULTS}/blocks/sharpness/{{block}}.zarr"),
     params:
-        settings=lambda wildcards: block_settings("sharpness", wildcards),
+        settings=block_params("sharpness"),
     log:
         f"{RESULTS}/logs/sharpness/{{block}}.log",
     threads: 2
     shell:
         "sweeplab run-block sharpness {wildcards.block:q} --settings {params.settings}"
-        " --dask {DASK_ARGS} --threads {threads} --out {output:q} 2> {log:q}"
+        " --threads {threads} --out {output:q} 2> {log:q}"

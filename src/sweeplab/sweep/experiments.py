@@ -247,3 +247,24 @@ def validate_config(config: Mapping[str, Any]) -> None:
                         f"sharpness.width = {w} is below sharpness.d_io = {dio}: balanced and "
                         "gauge minimizers need every hidden width >= rank of the target"
                     )
+
+
+#: config keys of each experiment that are grid axes (their values are in the block names)
+GRID_KEYS = {
+    "sharpness": ("depth", "width", "d_io", "family", "seeds", "seeds_per_block"),
+    "escape": ("depth", "width", "c", "radius", "seeds", "seeds_per_block"),
+    "channel": ("D", "dt", "correction", "seed"),
+}
+
+
+def block_settings(experiment: str, config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Return the settings one block depends on: its section minus the grid axes.
+
+    For the channel experiment only the block's own geometry is kept, so editing another
+    geometry (or extending any axis) leaves the block's settings, and so the block, unchanged.
+    """
+    settings = {k: v for k, v in config[experiment].items() if k not in GRID_KEYS[experiment]}
+    if experiment == "channel":
+        geometry = parse_block_name(name)["geometry"]
+        settings["geometry"] = {geometry: settings["geometry"][geometry]}
+    return settings

@@ -1,0 +1,276 @@
+"""End-to-end: the real snakemake CLI, a real Dask LocalCluster, real zarr stores."""
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from functools import partial
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
+
+from sweeplab import dmf, mcvd
+from sweeplab.sweep import open_dataset, point_seed
+from sweeplab.sweep.experiments import escape_minimizer, sharpness_minimizer
+
+
+def _tree_state(path):
+    return {
+        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
+    res = tiny_run / "results"
+    sharp = open_dataset(res / "sharpness.zarr").load()
+    assert sharp.family.values.tolist() == ["balanced", "gaussian"]
+    assert sharp.seed.values.tolist() == [0, 1] and sharp.depth.values.tolist() == [3]
+    ws, _ = sharpness_minimizer(3, 4, 2, "gaussian", 1, 0.5)
+    assert float(sharp.exact.sel(depth=3, width=4, dio=2, family="gaussian", seed=1)) == (
+        dmf.sharpness(ws)
+    )
+    assert int(sharp.status.sum()) == 0
+    assert (sharp.bound >= sharp.exact * (1 - 1e-12)).all()
+
+    esc = open_dataset(res / "escape.zarr").load()
+    assert esc.c.values.tolist() == [0.9, 1.2]
+    ws, _ = escape_minimizer(4, 1, 0)
+    lam = dmf.sharpness(ws)
+    direct = dmf.escape(ws, 1.2 * 2 / lam, max_steps=2000)
+    point = esc.sel(depth=4, width=1, c=1.2, radius=1e-9, seed=0)
+    assert point.outcome.item() == direct.outcome
+    np.testing.assert_allclose(point.loss.values, direct.loss, rtol=1e-9, atol=1e-300)
+    assert esc.outcome.sel(c=0.9).item() == "stayed"
+
+    ch = open_dataset(res / "channel.zarr").load()
+    g = mcvd.Geometry((0, 0, 10), (10, 0, 0), 5, 79.4)
+    seed = point_seed(0, "channel", geometry="paper", D=79.4, dt=1e-3, correction="bridge")
+    sim = mcvd.simulate(g, 0.5, 1e-3, 2000, seed=seed, batch_size=1000)
+    f, _ = mcvd.cumulative_fraction(sim)
+    got = ch.fraction_sim.sel(geometry="paper", D=79.4, dt=1e-3, correction="bridge", seed=0)
+    np.testing.assert_array_equal(got.values, f[49::50])
+    for ds in (sharp, esc, ch):
+        for name, var in ds.data_vars.items():
+            assert var.attrs.get("units") and var.attrs.get("long_name"), name
+        assert {"sweeplab_version", "git_revision", "config", "command"} <= set(ds.attrs)
+    assert len(list((res / "figures").glob("*.png"))) == 7
+    assert len(list((res / "figures").glob("*.svg"))) == 7
+
+
+def test_info_and_export_share_over_http(tiny_run, tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    info = subprocess.run(
+        [str(BIN / "sweeplab"), "info", "results/escape.zarr"],
+        cwd=tiny_run,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "dims: depth=1, width=1, c=2" in info.stdout and "failed points: 0" in info.stdout
+    assert "predicted_escape_step" in info.stdout and "[step]" in info.stdout
+    for dest in (tmp_path / "share" / "escape.zarr", tmp_path / "escape.zarr.zip"):
+        subprocess.run(
+            [str(BIN / "sweeplab"), "export", "escape", str(dest)],
+            cwd=tiny_run,
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+    original = open_dataset(tiny_run / "results" / "escape.zarr").load()
+    local = xr.open_zarr(tmp_path / "share" / "escape.zarr").load()
+    xr.testing.assert_equal(local, original)
+    assert "open_zarr" in local.attrs["README"]
+    zipped = xr.open_zarr(zarr.storage.ZipStore(tmp_path / "escape.zarr.zip", mode="r")).load()
+    xr.testing.assert_equal(zipped, original)
+
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "share"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/escape.zarr"
+        remote = xr.open_zarr(url).load()
+        xr.testing.assert_equal(remote, original)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lint_is_clean_but_for_conda(tiny_run):
+    proc = snakemake(tiny_run, "--lint", check=False)
+    findings = {
+        line.strip()
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if line.strip().startswith("* ")
+    }
+    assert findings == {"* Specify a conda environment or container for each rule.:"}
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    cases = [
+        ({"escape": {"stepsize": 3}}, "stepsize"),
+        ({"escape": {"max_steps": "many"}}, "many"),
+        (
+            {"channel": {"geometry": {"x": {"tx": [0, 0, 10], "rx": [4, 0, 0], "radius": 5}}}},
+            "channel.geometry.x",
+        ),
+        ({"sharpness": {"depth": []}}, "[]"),
+    ]
+    for i, (override, needle) in enumerate(cases):
+        wd = tmp_path / f"c{i}"
+        wd.mkdir()
+        write_config(wd, **override)
+        proc = snakemake(wd, "-n", check=False)
+        assert proc.returncode != 0
+        assert needle in proc.stdout + proc.stderr, (override, proc.stderr[-2000:])
+        assert not (wd / "results").exists()
+
+
+def test_incremental_extend_and_settings(tiny_run):
+    blocks = tiny_run / "results" / "blocks"
+    before = _tree_state(blocks)
+    assert planned_jobs(snakemake(tiny_run, "-n")) == {}  # nothing changed: nothing to do
+
+    write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5]})
+    plan = planned_jobs(snakemake(tiny_run, "-n"))
+    assert plan == {"escape_block": 1, "aggregate": 1, "figures_escape": 1, "default": 1}
+    snakemake(tiny_run)
+    after = _tree_state(blocks)
+    assert {p: after[p] for p in before} == before  # old block stores untouched (bytes, mtime)
+    assert len(after) > len(before)
+    esc = open_dataset(tiny_run / "results" / "escape.zarr")
+    assert esc.c.values.tolist() == [0.9, 1.2, 1.5]
+
+    # a numerical setting of one experiment re-runs exactly that experiment's blocks
+    write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5], "max_steps": 2500})
+    plan = planned_jobs(snakemake(tiny_run, "-n"))
+    assert plan == {"escape_block": 3, "aggregate": 1, "figures_escape": 1, "default": 1}
+
+
+def test_external_scheduler(tmp_path):
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    sched = subprocess.Popen(
+        [
+            str(BIN / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    worker = None
+    try:
+        for _ in range(200):
+            if sched_file.exists() and sched_file.stat().st_size > 0:
+                break
+            time.sleep(0.1)
+        worker = subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                "--scheduler-file",
+                str(sched_file),
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        name = "depth~3_width~4_dio~2_family~gaussian_seeds~0-1"
+        settings = json.dumps({"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 500})
+        out = tmp_path / "block.zarr"
+        proc = subprocess.run(
+            [
+                str(BIN / "sweeplab"),
+                "run-block",
+                "sharpness",
+                name,
+                "--settings",
+                settings,
+                "--out",
+                str(out),
+            ],
+            env={**env, "DASK_SCHEDULER_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"connecting to Dask scheduler at {address}" in proc.stderr
+        ds = open_dataset(out).load()
+        ws, _ = sharpness_minimizer(3, 4, 2, "gaussian", 0, 0.5)
+        assert float(ds.exact.sel(seed=0).squeeze()) == dmf.sharpness(ws)
+    finally:
+        for p in (worker, sched):
+            if p is not None:
+                p.send_signal(signal.SIGINT)
+        for p in (worker, sched):
+            if p is not None:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_half_written_stores(tmp_path):
+    write_config(
+        tmp_path,
+        channel={"n_molecules": 60000, "dt": [1e-4, 1e-3], "correction": ["bridge", "none"]},
+    )
+    cmd_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "2",
+        ],
+        env=cmd_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    blocks = tmp_path / "results" / "blocks"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = list(blocks.glob("*/*.zarr")) if blocks.exists() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # a crash: no clean-up handlers run
+    proc.wait()
+    for store in blocks.glob("*/*.zarr"):  # every visible store is complete
+        ds = open_dataset(store).load()
+        assert "status" in ds
+    snakemake(tmp_path, "--unlock")
+    snakemake(tmp_path)
+    ch = open_dataset(tmp_path / "results" / "channel.zarr").load()
+    assert int(ch.status.sum()) == 0 and ch.fraction_sim.notnull().all()
+    assert not list(blocks.glob("*/.*.tmp-*"))

@@ -1,0 +1,71 @@
+"""Run the real Snakemake CLI on a copy of a config in a temporary directory."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = Path(__file__).with_name("tiny.yaml")
+BIN = Path(sys.executable).parent
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    config: Path | None = None,
+    check: bool = True,
+    env: dict | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config or workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=workdir
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def write_config(workdir: Path, **overrides: dict) -> Path:
+    cfg = yaml.safe_load(TINY.read_text())
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(cfg.get(section), dict):
+            cfg[section].update(values)
+        else:
+            cfg[section] = values
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run into {rule: count}."""
+    lines = proc.stdout.splitlines() + proc.stderr.splitlines()
+    jobs: dict[str, int] = {}
+    in_table = False
+    for line in lines:
+        if line.startswith("Job stats:"):
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] == "total":
+                    break
+                jobs[parts[0]] = int(parts[1])
+    return jobs
