@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+SNAKEMAKE_ARGS ?=
 
-.PHONY: run test test-slow test-all lint bench clean-venv
+.PHONY: run report demo test test-slow test-all lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: the default sweep (local Dask, local zarr) -> results/
+## run: the default sweep (local Dask, local zarr) -> results/*.zarr, results/figures, report
 run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake $(SNAKEMAKE_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
+
+## demo: a ten-second tour of the sweeplab.dmf API
+demo: $(STAMP)
 	$(BIN)/python -m sweeplab.demo
 
 ## test: the fast default suite (a few minutes on 2 cores)
