@@ -123,9 +123,14 @@ def sharpness_overview(ds: xr.Dataset) -> Figure:
     return fig
 
 
+def _main_geometry(ds: xr.Dataset) -> str:
+    names = [str(g) for g in ds.geometry.values]
+    return "paper" if "paper" in names else names[0]
+
+
 def channel_response(ds: xr.Dataset) -> Figure:
-    """Plot simulated vs analytic hitting rate and cumulative fraction (first geometry)."""
-    g = str(ds.geometry.values[0])
+    """Plot simulated vs analytic hitting rate and cumulative fraction ("paper" geometry)."""
+    g = _main_geometry(ds)
     sub = ds.sel(geometry=g, correction="bridge" if "bridge" in ds.correction else ds.correction[0])
     sub = sub.isel(D=0, seed=0).sel(dt=float(ds.dt.min()))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -161,7 +166,7 @@ def channel_gap(ds: xr.Dataset) -> Figure:
 
 def channel_dt(ds: xr.Dataset) -> Figure:
     """Plot the simulated F(T) against the time step, with and without the crossing correction."""
-    g = str(ds.geometry.values[0])
+    g = _main_geometry(ds)
     sub = ds.sel(geometry=g).isel(D=0, seed=0)
     fig, ax = plt.subplots(figsize=(5.2, 4))
     for corr in sub.correction.values:
