@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import zipfile
@@ -16,6 +17,8 @@ __all__ = ["main"]
 
 
 def _setup_logging(verbose: bool) -> None:
+    # distributed configures its own loggers when imported (later, lazily): quieten them via config
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "debug" if verbose else "warning")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -53,7 +53,7 @@ def dask_client(threads: int, dask_config: Mapping[str, Any] | None = None) -> I
             n_workers=workers,
             threads_per_worker=per_worker,
             processes=processes,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server starts anyway: loopback, free port
             **({"host": "127.0.0.1"} if processes else {}),  # threads: in-process transport
         ) as cluster,
         Client(cluster) as client,
