@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster
 
 __all__ = ["dask_client"]
@@ -46,9 +47,12 @@ def dask_client(threads: int, dask_config: Mapping[str, Any] | None = None) -> I
             yield client
         return
     processes = bool(cfg.get("processes", False))
+    # The worker's statistical profiler samples every thread's stack every 10 ms under the GIL,
+    # which slows Python-heavy points (Lanczos, GD loops): off for our private cluster.
     workers, per_worker = (threads, 1) if processes else (1, threads)
     logger.info("starting a private LocalCluster (%d workers x %d threads)", workers, per_worker)
     with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=per_worker,
