@@ -71,7 +71,7 @@ def escape_steps(ds: xr.Dataset) -> Figure:
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
     obs = ds.escape_step.values.ravel()
     pred = ds.predicted_escape_step.values.ravel()
-    cs = np.broadcast_to(ds.c.values[None, None, :, None, None], ds.escape_step.shape).ravel()
+    cs = ds.c.broadcast_like(ds.escape_step).transpose(*ds.escape_step.dims).values.ravel()
     ok = np.isfinite(obs) & np.isfinite(pred)
     sc = ax.scatter(pred[ok], obs[ok], c=cs[ok], cmap="plasma", s=18)
     if ok.any():
