@@ -1,9 +1,10 @@
 """Choose the Dask cluster a block runs on.
 
 Order: an explicit scheduler address (argument, config ``dask.address`` or the environment
-variable ``DASK_SCHEDULER_ADDRESS``), a scheduler file (``dask.scheduler_file``), a dask-jobqueue
-Slurm cluster (``dask.cluster: slurm``, see :mod:`sweeplab.sweep.jobqueue` when present), else a
-private in-process ``LocalCluster`` with as many worker threads as the Snakemake job has.
+variable ``DASK_SCHEDULER_ADDRESS``, which ``sweeplab slurm-dask`` sets to its dask-jobqueue
+cluster), a scheduler file (``dask.scheduler_file``), else a private in-process ``LocalCluster``
+with as many worker threads as the Snakemake job has, capped by the CPUs of the Slurm allocation
+when the block runs as a Slurm job.
 """
 
 from __future__ import annotations
@@ -17,9 +18,27 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster
 
-__all__ = ["dask_client"]
+__all__ = ["allocated_cpus", "dask_client"]
 
 logger = logging.getLogger(__name__)
+
+
+def allocated_cpus() -> int | None:
+    """CPUs this process may use: the Slurm allocation's, else the CPU affinity mask's.
+
+    Returns
+    -------
+    int or None
+        ``SLURM_CPUS_PER_TASK`` inside a Slurm job step, else the size of the affinity mask
+        (``None`` where the platform has none).
+
+    """
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return None
 
 
 @contextlib.contextmanager
@@ -47,6 +66,10 @@ def dask_client(threads: int, dask_config: Mapping[str, Any] | None = None) -> I
             yield client
         return
     processes = bool(cfg.get("processes", False))
+    cpus = allocated_cpus()
+    if cpus is not None and threads > cpus:
+        logger.info("%d threads asked, %d CPUs allocated: using %d", threads, cpus, cpus)
+        threads = cpus
     # The worker's statistical profiler samples every thread's stack every 10 ms under the GIL,
     # which slows Python-heavy points (Lanczos, GD loops): off for our private cluster.
     workers, per_worker = (threads, 1) if processes else (1, threads)

@@ -59,9 +59,11 @@ def compute_block(block: Block, config: Mapping[str, Any], client: Client) -> xr
     """Compute every point of ``block`` on ``client`` and return the labelled block dataset."""
     settings = config[block.experiment]
     p = block.params
-    n_workers = max(1, sum(client.nthreads().values()))
+    # An adaptive cluster (dask-jobqueue) may have no worker yet: one task per seed lets it scale.
+    n_workers = sum(client.nthreads().values())
     if block.experiment == "sharpness":
         seeds = _seeds(p["seeds"])
+        n_workers = n_workers or len(seeds)
         chunks = [c.tolist() for c in np.array_split(seeds, min(n_workers, len(seeds)))]
         futures = [client.submit(_sharpness_chunk, p, c, settings, retries=RETRIES, pure=False)
                    for c in chunks]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -32,13 +33,17 @@ def _git_revision() -> str:
 
 
 def provenance(config: Mapping[str, Any]) -> dict[str, str]:
-    """Return global attributes: package version, git revision, config JSON and the command."""
-    return {
+    """Return global attributes: version, git revision, config JSON, command, host, Slurm job."""
+    attrs = {
         "sweeplab_version": sweeplab.__version__,
         "git_revision": _git_revision(),
         "config": json.dumps(config, sort_keys=True, default=str),
         "command": " ".join(sys.argv),
+        "host": socket.gethostname(),
     }
+    if os.environ.get("SLURM_JOB_ID"):
+        attrs["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return attrs
 
 
 def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
