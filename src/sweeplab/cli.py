@@ -1,4 +1,4 @@
-"""Command line: ``sweeplab run-block | aggregate | figures | info | export``."""
+"""Command line: ``sweeplab run-block | aggregate | figures | info | export | slurm-dask``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -157,3 +158,110 @@ def export(name: str, dest: Path, results: Path) -> None:
     else:
         write_atomic(ds, dest)
     click.echo(str(dest))
+
+
+BLOCK_RULES = ("sharpness_block", "escape_block", "channel_block")
+
+
+@main.command(
+    "slurm-dask",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("--cores", type=click.IntRange(min=1), help="CPUs per worker job.  [default: 1]")
+@click.option("--memory", help="Memory per worker job, e.g. 4GB.  [default: 2GB]")
+@click.option("--walltime", help="Time limit per worker job.  [default: 01:00:00]")
+@click.option("--partition", help="Slurm partition of the worker jobs (-p).")
+@click.option("--account", help="Slurm account of the worker jobs (-A).")
+@click.option("--min-jobs", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--max-jobs", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--interface", help="Network interface of scheduler and workers (e.g. ib0, lo).")
+@click.option("--log-dir", default="logs/dask-slurm", show_default=True, help="Worker job logs.")
+@click.option("--job-extra", multiple=True, help="Extra #SBATCH directive (repeatable).")
+@click.option(
+    "--blocks-in-flight",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Block jobs Snakemake runs at once on this machine (each a light Dask client).",
+)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Only run the cluster (until Ctrl-C) and write its address to --scheduler-file.",
+)
+@click.option(
+    "--scheduler-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the scheduler address here (JSON, as `dask scheduler --scheduler-file`).",
+)
+@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+def slurm_dask(
+    cores: int | None,
+    memory: str | None,
+    walltime: str | None,
+    partition: str | None,
+    account: str | None,
+    min_jobs: int,
+    max_jobs: int,
+    interface: str | None,
+    log_dir: str,
+    job_extra: tuple[str, ...],
+    blocks_in_flight: int,
+    serve: bool,
+    scheduler_file: Path | None,
+    snakemake_args: tuple[str, ...],
+) -> None:
+    """Run the sweep with its points on Dask workers that are Slurm jobs (dask-jobqueue).
+
+    Starts an adaptive SLURMCluster, then runs Snakemake here with SNAKEMAKE_ARGS (after
+    ``--``): each block is a light local job that submits its points to the cluster, so a
+    sweep of many tiny points costs a Slurm job per worker, not per block. Worker jobs are
+    cancelled when Snakemake ends. Unset options fall back to dask-jobqueue's config
+    (``jobqueue.slurm.*``).
+    """
+    import time
+
+    from sweeplab.sweep.jobqueue import SlurmWorkers, slurm_cluster
+
+    workers = SlurmWorkers(
+        cores=cores,
+        memory=memory,
+        walltime=walltime,
+        partition=partition,
+        account=account,
+        minimum_jobs=min_jobs,
+        maximum_jobs=max_jobs,
+        interface=interface,
+        log_directory=log_dir,
+        job_extra=job_extra,
+    )
+    try:
+        workers.cluster_kwargs()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    log = logging.getLogger("sweeplab")
+    with slurm_cluster(workers) as cluster:
+        address = cluster.scheduler_address
+        if scheduler_file is not None:
+            tmp = scheduler_file.with_name(f".{scheduler_file.name}.tmp")
+            tmp.write_text(json.dumps({"address": address}))
+            tmp.replace(scheduler_file)
+        if serve:
+            log.info("serving %s; Ctrl-C stops the cluster and cancels its jobs", address)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return
+        cmd = [
+            sys.executable, "-m", "snakemake",
+            "--cores", str(blocks_in_flight),
+            "--set-threads", *(f"{rule}=1" for rule in BLOCK_RULES),
+            *snakemake_args,
+        ]  # fmt: skip
+        log.info("running: %s", " ".join(cmd))
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        env = {**os.environ, "PATH": path, "DASK_SCHEDULER_ADDRESS": address}
+        returncode = subprocess.call(cmd, env=env)
+    if returncode:
+        raise SystemExit(returncode)
