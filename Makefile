@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run report demo test test-slow test-all lint bench clean-venv
+.PHONY: run report demo test test-slow test-slurm test-all lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow || test $$? -eq 5  # 5 = nothing selected
 
-test-all: test test-slow
+## test-slurm: workflow on a real single-node Slurm the tests start (needs root and
+## `.ci/install-slurm.sh`); fails rather than skips when Slurm cannot be started
+test-slurm: $(STAMP)
+	SWEEPLAB_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -m slurm --durations=5
+
+test-all: test test-slow test-slurm
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
