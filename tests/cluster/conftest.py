@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))  # wfutil
 
 from slurmlocal import LocalSlurm, missing_binaries
+from wfutil import tiny_run  # noqa: F401  (the local reference run)
 
 INSTALL_HINT = "install it with `sudo .ci/install-slurm.sh` (Debian's slurm-wlm and munge)"
 

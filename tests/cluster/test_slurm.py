@@ -58,19 +58,11 @@ def assert_same_results(a: Path, b: Path, experiments) -> None:
         xr.testing.assert_equal(load(a / rel), load(b / rel))
 
 
-@pytest.fixture(scope="module")
-def local_tiny(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("local")
-    write_config(workdir)
-    snakemake(workdir)
-    return workdir
-
-
-def test_executor_profile_runs_blocks_as_slurm_jobs(slurm, local_tiny, tmp_path):
+def test_executor_profile_runs_blocks_as_slurm_jobs(slurm, tiny_run, tmp_path):
     write_config(tmp_path)
     proc = snakemake(tmp_path, *SLURM_ARGS, env=slurm.env, timeout=900)
     assert "SLURM run ID" in proc.stderr
-    assert_same_results(local_tiny, tmp_path, ["sharpness", "escape", "channel"])
+    assert_same_results(tiny_run, tmp_path, ["sharpness", "escape", "channel"])
 
     # every block store was written inside a Slurm job, and that job completed with the
     # resources the profile sets (threads -> cpus-per-task, mem_mb -> --mem)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,3 +70,12 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
                     break
                 jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny sweep, run locally once per module through the real CLI (import into a conftest)."""
+    workdir = tmp_path_factory.mktemp("sweep")
+    write_config(workdir)
+    snakemake(workdir)
+    return workdir
