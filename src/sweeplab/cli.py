@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -219,8 +220,6 @@ def slurm_dask(
     cancelled when Snakemake ends. Unset options fall back to dask-jobqueue's config
     (``jobqueue.slurm.*``).
     """
-    import time
-
     from sweeplab.sweep.jobqueue import SlurmWorkers, slurm_cluster
 
     workers = SlurmWorkers(
