@@ -59,12 +59,12 @@ def compute_block(block: Block, config: Mapping[str, Any], client: Client) -> xr
     """Compute every point of ``block`` on ``client`` and return the labelled block dataset."""
     settings = config[block.experiment]
     p = block.params
-    # An adaptive cluster (dask-jobqueue) may have no worker yet: one task per seed lets it scale.
-    n_workers = sum(client.nthreads().values())
     if block.experiment == "sharpness":
         seeds = _seeds(p["seeds"])
-        n_workers = n_workers or len(seeds)
-        chunks = [c.tolist() for c in np.array_split(seeds, min(n_workers, len(seeds)))]
+        # One chunk per worker thread; an adaptive cluster (dask-jobqueue) may have no worker
+        # yet, and then one task per seed lets it scale out.
+        n_chunks = min(sum(client.nthreads().values()) or len(seeds), len(seeds))
+        chunks = [c.tolist() for c in np.array_split(seeds, n_chunks)]
         futures = [client.submit(_sharpness_chunk, p, c, settings, retries=RETRIES, pure=False)
                    for c in chunks]  # fmt: skip
         results = [r for f in futures for r in f.result()]
