@@ -4,8 +4,9 @@
    Kronecker value against Lanczos over Hessian-vector products, with both wall times.
 2. The escape experiment of spec §6 on an all-scalar depth-15 minimizer: gradient descent
    started ``1e-9`` away from ``w*`` along the top Hessian eigenvector, for step sizes
-   ``η = c · 2/λ*``; reported are the outcome, the observed and predicted escape steps and the
-   sharpness of the minimizer reached relative to the stability limit ``2/η``.
+   ``η = c · 2/λ*``; reported are the outcome (with the orbit period at the edge of
+   stability), the observed and predicted escape steps and the sharpness where the run ended
+   (exact at a minimizer reached, Lanczos otherwise) relative to the stability limit ``2/η``.
 
 The output is a small table logged at INFO level on stderr.
 """
@@ -67,26 +68,31 @@ def escape_demo(depth: int = 15, max_steps: int = 50_000) -> None:
         flat,
     )
     logger.info(
-        "  %5s %12s %8s %10s %8s %12s",
+        "  %5s %17s %6s %8s %10s %8s %13s %8s",
         "c",
         "outcome",
+        "period",
         "escape",
         "predicted",
         "steps",
         "eta*lam_end/2",
+        "lam_end",
     )
     for r in results:
         landed = r.eta * r.final_sharpness / 2.0
         logger.info(
-            "  %5.2f %12s %8d %10.1f %8d %12.6f",
+            "  %5.2f %17s %6d %8d %10.1f %8d %13.6f %8s",
             r.c,
             r.outcome,
+            r.period,
             r.escape_step,
             r.predicted_escape_step,
             r.steps_run,
             landed,
+            r.final_sharpness_method,
         )
     logger.info("  (escape = -1: never left the 1e-3 ball; eta*lam_end/2 < 1: landed stably;")
+    logger.info("   lam_end exact at a minimizer reached, Lanczos at any other last iterate;")
     logger.info(
         "   for c > lambda*/flattest = %.3f no minimizer is stable, GD cannot converge)", lam / flat
     )

@@ -13,6 +13,7 @@ Pure numpy/scipy; no I/O. Bad input raises ``ValueError`` naming the problem.
 from .derivatives import gradient, hvp, loss
 from .escape import (
     OUTCOMES,
+    SHARPNESS_METHODS,
     EscapeResult,
     default_checkpoints,
     escape,
@@ -41,6 +42,7 @@ from .sharpness import (
 
 __all__ = [
     "OUTCOMES",
+    "SHARPNESS_METHODS",
     "EscapeResult",
     "balanced_minimizer",
     "default_checkpoints",

@@ -108,6 +108,15 @@ def hvp(
             f"vectors must have the shapes of weights {[w.shape for w in ws]}, got "
             f"{[v.shape for v in vs]}"
         )
+    return hvp_unchecked(ws, m, vs)
+
+
+def hvp_unchecked(ws: Sequence[Matrix], m: Matrix, vs: Sequence[Matrix]) -> list[Matrix]:
+    """Return :func:`hvp` without validating (for Lanczos matvecs; inputs trusted).
+
+    ``ws`` and ``vs`` are float64 layer lists of equal shapes and ``m`` the float64 target.
+    """
+    dims = [ws[0].shape[1], *(w.shape[0] for w in ws)]
     n = len(ws)
     a = left_products(ws)  # a[i] = A_i, i = 0..L
     b = right_products(ws)  # b[k] = B_{k+1}, b[L] = product

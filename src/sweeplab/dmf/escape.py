@@ -1,4 +1,4 @@
-"""Gradient-descent escape from sharp minimizers (spec §6).
+"""Gradient-descent escape from sharp minimizers (spec §6) and what GD does afterwards.
 
 Protocol. Given a minimizer ``w*`` (target ``M = W_L⋯W_1``) with exact sharpness ``λ*`` and unit
 top Hessian eigenvector ``v_1``, start at ``w_0 = w* + r v_1`` and run plain gradient descent
@@ -6,24 +6,96 @@ top Hessian eigenvector ``v_1``, start at ``w_0 = w* + r v_1`` and run plain gra
 along ``v_1`` is multiplied by ``(1 − ηλ*)`` per step, so GD leaves ``w*`` iff ``ηλ* > 2``, after
 about ``ln(r_esc / r) / ln|1 − ηλ*|`` steps.
 
-Outcome rules, evaluated at every step ``t = 0, 1, ..., max_steps`` on the current iterate
-``w_t`` in this order:
+Outcome rules
+-------------
+Evaluated at every step ``t = 0, 1, ..., max_steps`` on the current iterate ``w_t``, in order:
 
 1. **diverged** if ``L(w_t)`` or ``||w_t||`` is not finite or ``||w_t|| > divergence_norm``
    (run stops; the escape step is not updated at this step);
 2. the **escape step** is the first ``t`` with ``||w_t − w*|| > escape_radius``;
-3. **converged** if ``L(w_t) <= loss_tol``: outcome **escaped** if the escape step was set
-   (GD left the ball and converged to another minimizer), **stayed** otherwise;
-4. **oscillating** if ``t = max_steps`` and neither happened (no convergence within
-   ``max_steps`` steps, whether or not it left the ball; see ``escape_step``).
+3. converged if ``L(w_t) <= loss_tol``: **escaped** if the escape step was set (GD left the
+   ball and converged to another minimizer), **stayed** otherwise.
 
-``steps_run`` is the ``t`` at which the run stopped (number of GD updates made). Trajectories are
-recorded at the checkpoint steps; after convergence the remaining checkpoint entries repeat the
-final value, after divergence they are nan (including the diverging step itself).
+A run that reaches ``t = max_steps`` without either is classified from its own last
+iterates, with two cheap monitors (no trajectory is stored):
+
+* the *loss envelope*: the maxima ``m_1..m_4`` of ``L(w_t)`` over the last
+  ``4 B`` steps cut into 4 consecutive blocks of ``B = min(RATE_BLOCK, (max_steps + 1) // 4)``
+  steps (``RATE_BLOCK = 256``). A block of ``B >= 8`` steps contains every phase of an orbit of
+  period ``<= 8``, so the block maxima of such an orbit are equal and the envelope sees only the
+  trend. The **contraction rate** per GD step is ``ρ = (m_4 / m_1)^{1 / (3B)}`` (of the loss,
+  not of the distance, which contracts at about ``sqrt(ρ)``);
+* a *ring buffer* of the last ``PERIOD_MAX + 16 = 24`` values of the loss and of the projection
+  ``p_t = <w_t − w*, v_1>``. Lag ``k`` matches if, over the last 16 steps, both
+  ``max |p_t − p_{t−k}| <= PERIOD_RTOL · max |p|`` and
+  ``max |L_t − L_{t−k}| <= PERIOD_RTOL · max L`` (maxima over the ring buffer). The
+  **period** is the smallest matching ``k`` in ``1..PERIOD_MAX`` (``PERIOD_MAX = 8``), else 0.
+
+Then, in this order:
+
+4. **unconverged** (still converging) if the envelope decreases geometrically and fast enough,
+   and convergence is possible at all:
+
+   * ``m_1 > m_2 > m_3 > m_4`` and the three log-decrements ``ln(m_{i+1}/m_i)`` agree within a
+     factor ``RATE_SPREAD = 1.2``: geometric decay is what the extrapolation assumes;
+   * ``ρ <= 1 − RATE_TOL`` with ``RATE_TOL = 5e-6`` per step: a slower decrease needs more than
+     ``ln(10) / RATE_TOL ≈ 4.6e5`` steps per decade of loss and counts as stalled;
+   * some minimizer is linearly stable, ``2/η >= 2 L ||M||_2^{2 − 2/L}`` (the flattest
+     sharpness, spec §5); otherwise GD cannot converge and a falling loss heads to a nonzero
+     level.
+
+   Measured on the default escape sweep (``L`` in {4, 15}, widths 1 and 4, ``c`` in
+   {1.01, 1.1, 1.5, 3}, 20000 steps, 4 seeds): converging runs have log-decrements agreeing
+   within 1.05 and ``1 − ρ`` between ``1.5e-5`` and ``1.5e-3``; stalled runs have
+   ``1 − ρ <= 1.5e-6``; runs whose loss dips towards a nonzero edge-of-stability level have
+   log-decrements differing by 1.3–1.9.
+   ``steps_to_tol = ln(loss_tol / L(w_T)) / ln ρ`` extrapolates the further steps needed.
+   Near a minimizer the loss is a sum of geometrically decaying modes and the slowest one
+   eventually dominates, so the extrapolation is optimistic (a lower estimate) when a slower
+   mode is still hidden under a faster one at ``max_steps``;
+5. **edge_of_stability** with ``period = k`` if a period ``k >= 1`` is detected: a bounded orbit
+   that repeats every ``k`` steps (``k = 1``: GD has stopped moving without reaching the loss
+   tolerance — a non-minimizing critical point or a plateau, seen at ``L = 15``, ``c = 3``).
+   ``PERIOD_RTOL = 1e-3`` allows a slow drift of the orbit: drifting period-2 orbits of that
+   sweep mismatch at lag 2 by ``≲ 2e-4`` while aperiodic orbits mismatch by
+   ``>= 0.1`` at every lag ``<= 8``;
+6. **unconverged** (still in a transient) if the envelope is strictly monotone from block to
+   block and ``|ln ρ| >= RATE_TOL``: growing (typically a run cut short before its escape
+   completes) or falling but not geometrically (several modes still decaying). No
+   extrapolation is justified there: ``steps_to_tol`` is nan;
+7. **edge_of_stability** with ``period = 0`` otherwise: bounded, not converging, no trend and no
+   period ``<= 8`` (aperiodic or longer-period orbit).
+
+``contraction_rate`` is ``ρ`` for ``unconverged`` and ``edge_of_stability`` runs and nan for the
+others; ``steps_to_tol`` is set only by rule 4. With
+``max_steps + 1 < 32`` the blocks are shorter than 8 steps and the rules above lose their
+guarantees (the rate then also sees the oscillation within the orbit).
+
+Sharpness at the end
+--------------------
+``final_sharpness`` is measured wherever the run ends, with ``final_sharpness_method``:
+
+* ``"exact"`` at a converged iterate (``stayed``/``escaped``): the Kronecker formula
+  :func:`~sweeplab.dmf.sharpness` of the final iterate, which is within ``sqrt(loss_tol)`` of a
+  minimizer;
+* ``"lanczos"`` at any other final iterate (``edge_of_stability``/``unconverged``): the
+  largest algebraic eigenvalue of the full Hessian ``∇²L(w_T)`` (not only its Gauss-Newton
+  part) by :func:`~sweeplab.dmf.sharpness_numerical` (``eigsh`` over the HVP, relative tolerance
+  ``LANCZOS_TOL``, seed 0); nan if Lanczos does not converge (logged);
+* ``"none"`` (value nan) for ``diverged`` runs.
+
+With ``track_sharpness=True`` the same Lanczos value is also recorded at every checkpoint
+(``checkpoint_sharpness``; off by default because it costs one Lanczos run per checkpoint).
+
+Trajectories are recorded at the checkpoint steps; after convergence the remaining checkpoint
+entries repeat the final value, after divergence they are nan (including the diverging step).
+``steps_run`` is the ``t`` at which the run stopped (number of GD updates made).
 
 :func:`escape` is a straightforward per-run loop over layer lists; :func:`escape_batch` runs many
 step sizes (and optionally many same-shape minimizers) at once on stacked arrays and gives the
-same results (up to rounding) — the two are tested against each other.
+same results (up to rounding) — the two share the classification code and are tested against
+each other. On sensitive (chaotic) orbits the paths' different rounding makes the trajectories
+drift apart over thousands of steps, and with them the detected period.
 """
 
 from __future__ import annotations
@@ -35,10 +107,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.sparse.linalg import ArpackNoConvergence
 
 from .derivatives import loss_and_gradient_unchecked
+from .numerical import sharpness_numerical
 from .products import flatten, unflatten
-from .sharpness import sharpness, top_eigenvector
+from .sharpness import flattest_sharpness, sharpness, top_eigenvector
 from .validation import (
     DEFAULT_MINIMIZER_RTOL,
     as_target,
@@ -49,7 +123,14 @@ from .validation import (
 )
 
 __all__ = [
+    "LANCZOS_TOL",
     "OUTCOMES",
+    "PERIOD_MAX",
+    "PERIOD_RTOL",
+    "RATE_BLOCK",
+    "RATE_SPREAD",
+    "RATE_TOL",
+    "SHARPNESS_METHODS",
     "EscapeResult",
     "default_checkpoints",
     "escape",
@@ -61,20 +142,50 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Matrix = NDArray[np.float64]
-OUTCOMES = ("stayed", "escaped", "oscillating", "diverged")
-"""Possible values of :attr:`EscapeResult.outcome`."""
+OUTCOMES: tuple[str, ...] = ("stayed", "escaped", "edge_of_stability", "unconverged", "diverged")
+"""Possible values of :attr:`EscapeResult.outcome`; the index is the integer code stored by
+the sweep layer (``OUTCOMES.index(outcome)``)."""
 
-_DIVERGED, _CONVERGED, _OSCILLATING = 1, 2, 3
+SHARPNESS_METHODS: tuple[str, ...] = ("exact", "lanczos", "none")
+"""Possible values of :attr:`EscapeResult.final_sharpness_method` (module docstring)."""
+
+PERIOD_MAX = 8
+"""Longest orbit period looked for (steps)."""
+PERIOD_RTOL = 1e-3
+"""Relative lag-``k`` mismatch below which an orbit counts as period ``k`` (module docstring)."""
+RATE_TOL = 5e-6
+"""Per-step change of the loss envelope below which a run counts as stalled, not trending."""
+RATE_SPREAD = 1.2
+"""Largest ratio between the per-block log-decrements of a decrease that counts as geometric."""
+RATE_BLOCK = 256
+"""Block length (steps) of the loss envelope; 4 blocks at the end of the run are used."""
+LANCZOS_TOL = 1e-12
+"""Relative tolerance of the Lanczos sharpness at non-converged final iterates."""
+
+_N_BLOCKS = 4
+_PERIOD_SPAN = 16  # lag comparisons per candidate period
+_RING = PERIOD_MAX + _PERIOD_SPAN
+
+_DIVERGED, _CONVERGED, _RUNNING = 1, 2, 3
 
 
 @dataclass(frozen=True, eq=False)
 class EscapeResult:
     """Result of one gradient-descent escape run (arrays are read-only).
 
+    The outcome rules and their thresholds are in the :mod:`~sweeplab.dmf.escape` module
+    docstring; in short: ``stayed``/``escaped`` converged (loss ``<= loss_tol``) without/after
+    leaving the escape ball; ``unconverged`` is still trending at ``max_steps`` (loss envelope
+    monotone, changing by at least ``RATE_TOL`` per step: geometric decrease with an
+    extrapolated ``steps_to_tol``, or another transient); ``edge_of_stability`` is bounded
+    without such a trend, or periodic (``period`` ``k <= 8`` of the orbit, 0 if none found);
+    ``diverged`` blew up.
+
     Attributes
     ----------
     outcome : str
-        One of ``"stayed"``, ``"escaped"``, ``"oscillating"``, ``"diverged"`` (module docstring).
+        One of :data:`OUTCOMES`: ``"stayed"``, ``"escaped"``, ``"edge_of_stability"``,
+        ``"unconverged"``, ``"diverged"``.
     eta : float
         Step size ``η``.
     sharpness_star : float
@@ -86,7 +197,23 @@ class EscapeResult:
     final_loss : float
         Loss at the last iterate (may be inf/nan when diverged).
     final_sharpness : float
-        Exact sharpness of the last iterate when converged (``stayed``/``escaped``), else nan.
+        ``λ_max(∇²L)`` at the last iterate, computed as ``final_sharpness_method`` says; nan
+        when diverged (or if Lanczos failed to converge).
+    final_sharpness_method : str
+        One of :data:`SHARPNESS_METHODS`: ``"exact"`` (Kronecker formula, converged runs),
+        ``"lanczos"`` (``eigsh`` over the HVP of the full Hessian, ``edge_of_stability`` and
+        ``unconverged`` runs), ``"none"`` (diverged runs).
+    period : int
+        Period (steps, ``1..PERIOD_MAX``) of the final orbit of an ``edge_of_stability`` run;
+        ``0`` if none was found and for every other outcome.
+    contraction_rate : float
+        Per-step factor ``ρ`` of the loss envelope over the last ``4 B`` steps
+        (``ρ < 1``: falling, ``ρ > 1``: growing) for ``unconverged`` and
+        ``edge_of_stability`` runs; nan for the others.
+    steps_to_tol : float
+        Extrapolated further GD steps after ``steps_run`` until ``loss <= loss_tol``,
+        ``ln(loss_tol / final_loss) / ln ρ``, for ``unconverged`` runs whose loss falls
+        geometrically; nan otherwise.
     final_distance : float
         ``||w_T − w*||`` at the last iterate.
     steps_run : int
@@ -104,6 +231,9 @@ class EscapeResult:
     proj_null : ndarray, shape (n_ckpt,)
         ``<w_t − w*, v_N>``, ``v_N`` the unit null direction of :func:`null_direction`
         (nan if that direction is zero).
+    checkpoint_sharpness : ndarray, shape (n_ckpt,)
+        With ``track_sharpness=True``: Lanczos ``λ_max(∇²L(w_t))`` at the checkpoints (same
+        fill rules as ``loss``); all nan otherwise.
     final_weights : tuple of ndarray
         The last iterate ``W_1..W_L`` (non-finite entries possible when diverged).
 
@@ -116,6 +246,10 @@ class EscapeResult:
     predicted_escape_step: float
     final_loss: float
     final_sharpness: float
+    final_sharpness_method: str
+    period: int
+    contraction_rate: float
+    steps_to_tol: float
     final_distance: float
     steps_run: int
     radius: float
@@ -125,6 +259,7 @@ class EscapeResult:
     distance: NDArray[np.float64]
     proj_top: NDArray[np.float64]
     proj_null: NDArray[np.float64]
+    checkpoint_sharpness: NDArray[np.float64]
     final_weights: tuple[NDArray[np.float64], ...]
 
     @property
@@ -187,6 +322,7 @@ class _Options:
     checkpoints: NDArray[np.int64]
     loss_tol: float
     divergence_norm: float
+    track_sharpness: bool
 
 
 def _options(
@@ -196,6 +332,7 @@ def _options(
     checkpoints: ArrayLike | None,
     loss_tol: float,
     divergence_norm: float,
+    track_sharpness: bool,
 ) -> _Options:
     radius = check_positive(radius, "radius")
     escape_radius = check_positive(escape_radius, "escape_radius")
@@ -223,9 +360,13 @@ def _options(
             )
     loss_tol = check_positive(loss_tol, "loss_tol")
     divergence_norm = check_positive(divergence_norm, "divergence_norm")
+    if not isinstance(track_sharpness, bool | np.bool_):
+        raise ValueError(f"track_sharpness must be True or False, got {track_sharpness!r}")
     ck = ck.copy()
     ck.setflags(write=False)
-    return _Options(radius, escape_radius, max_steps, ck, loss_tol, divergence_norm)
+    return _Options(
+        radius, escape_radius, max_steps, ck, loss_tol, divergence_norm, bool(track_sharpness)
+    )
 
 
 @dataclass(frozen=True)
@@ -237,6 +378,7 @@ class _Start:
     lam: float
     v1: list[Matrix]
     vn: list[Matrix] | None
+    flat: float  # flattest sharpness over all minimizers of the target (spec §5)
 
 
 def _start(weights: Sequence[ArrayLike], target: ArrayLike | None, rtol: float) -> _Start:
@@ -254,11 +396,125 @@ def _start(weights: Sequence[ArrayLike], target: ArrayLike | None, rtol: float) 
     lam = sharpness(ws)
     if not lam > 0:
         raise ValueError(f"escape needs a minimizer with positive sharpness, got λ* = {lam}")
-    return _Start(ws, m, lam, top_eigenvector(ws), null_direction(ws))
+    flat = flattest_sharpness(m, len(ws))
+    return _Start(ws, m, lam, top_eigenvector(ws), null_direction(ws), flat)
 
 
 def _check_eta(eta: float, name: str = "eta") -> float:
     return check_positive(eta, name)
+
+
+class _Tail:
+    """Monitors of the last iterates of up to ``n`` runs that share ``max_steps``.
+
+    Holds the loss-envelope block maxima (shape ``(n, n_blocks)``) over the last
+    ``n_blocks · block`` steps and ring buffers (shape ``(n, ring)``) of the loss and of the
+    projection on ``v_1`` over the last ``ring`` steps; runs are addressed by their index.
+    Memory ``O(n)``, work ``O(1)`` per run and step, only near the end of the run.
+    """
+
+    def __init__(self, n: int, max_steps: int) -> None:
+        total = max_steps + 1  # steps 0..max_steps are evaluated
+        self.n_blocks = min(_N_BLOCKS, total)
+        self.block = max(1, min(RATE_BLOCK, total // self.n_blocks))
+        self.t_blocks = total - self.n_blocks * self.block
+        self.ring = min(_RING, total)
+        self.t_ring = total - self.ring
+        self.t_start = min(self.t_blocks, self.t_ring)  # first step that needs an update
+        self.bmax = np.full((n, self.n_blocks), -np.inf)
+        self.loss_ring = np.full((n, self.ring), np.nan)
+        self.proj_ring = np.full((n, self.ring), np.nan)
+
+    def wants_projection(self, t: int) -> bool:
+        """Whether step ``t`` is in the ring-buffer window (projections are needed)."""
+        return t >= self.t_ring
+
+    def update(
+        self,
+        t: int,
+        rows: NDArray[np.intp],
+        loss_t: NDArray[np.float64],
+        proj_t: NDArray[np.float64] | None,
+    ) -> None:
+        """Record step ``t`` of runs ``rows`` (loss and, in the ring window, projection)."""
+        if t >= self.t_blocks:
+            j = (t - self.t_blocks) // self.block
+            self.bmax[rows, j] = np.maximum(self.bmax[rows, j], loss_t)
+        if t >= self.t_ring and proj_t is not None:
+            k = t - self.t_ring
+            self.loss_ring[rows, k] = loss_t
+            self.proj_ring[rows, k] = proj_t
+
+    def rate(self, j: int) -> tuple[float, int, bool]:
+        """Return ``(ρ, trend, geometric)`` of run ``j``'s loss envelope.
+
+        ``ρ`` is the rate per step between the first and last block, ``trend`` is ``+1``/``-1``
+        if the block maxima strictly increase/decrease (else 0), and ``geometric`` says whether
+        a decrease is geometric: the per-block log-decrements agree within ``RATE_SPREAD``.
+        """
+        m = self.bmax[j]
+        if self.n_blocks < 2 or not np.all(np.isfinite(m)) or not np.all(m > 0):
+            return float("nan"), 0, False
+        rho = float((m[-1] / m[0]) ** (1.0 / ((self.n_blocks - 1) * self.block)))
+        lr = np.diff(np.log(m))
+        trend = 1 if np.all(lr > 0) else (-1 if np.all(lr < 0) else 0)
+        geometric = trend < 0 and bool(np.max(lr) / np.min(lr) >= 1.0 / RATE_SPREAD)
+        return rho, trend, geometric
+
+    def period(self, j: int) -> int:
+        """Return the smallest ``k <= PERIOD_MAX`` at which run ``j``'s last iterates repeat."""
+        return _detect_period(self.proj_ring[j], self.loss_ring[j])
+
+    def classify(
+        self, j: int, final_loss: float, loss_tol: float, stable_minimizer: bool
+    ) -> tuple[str, int, float, float]:
+        """Return ``(outcome, period, contraction_rate, steps_to_tol)`` of a run at ``max_steps``.
+
+        Rules 4–7 of the module docstring; ``stable_minimizer`` says whether some minimizer is
+        linearly stable at this step size (``2/η >= flattest sharpness``).
+        """
+        rho, trend, geometric = self.rate(j)
+        if stable_minimizer and geometric and rho <= 1.0 - RATE_TOL:
+            return "unconverged", 0, rho, float(np.log(loss_tol / final_loss) / np.log(rho))
+        k = self.period(j)
+        if k > 0:
+            return "edge_of_stability", k, rho, float("nan")
+        if trend != 0 and abs(np.log(rho)) >= RATE_TOL:
+            return "unconverged", 0, rho, float("nan")
+        return "edge_of_stability", 0, rho, float("nan")
+
+
+def _detect_period(proj: NDArray[np.float64], loss: NDArray[np.float64]) -> int:
+    """Return the smallest lag ``k`` in ``1..PERIOD_MAX`` at which both series repeat, else 0.
+
+    Lag ``k`` matches if over the last ``min(16, n − k)`` entries (at least ``k``) both
+    ``max |x_t − x_{t−k}| <= PERIOD_RTOL · max |x|`` (``x`` = ``proj``, then ``loss``; maxima
+    over the whole buffer). Series of shape ``(n,)``, oldest first; nan entries never match.
+    """
+    n = proj.size
+    scales = [PERIOD_RTOL * np.max(np.abs(x)) for x in (proj, loss)]
+    for k in range(1, min(PERIOD_MAX, n - 1) + 1):
+        span = min(_PERIOD_SPAN, n - k)
+        if span < k:
+            break
+        ok = True
+        for x, tol in zip((proj, loss), scales, strict=True):
+            mismatch = np.max(np.abs(x[n - span :] - x[n - span - k : n - k]))
+            if not mismatch <= tol:
+                ok = False
+                break
+        if ok:
+            return k
+    return 0
+
+
+def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
+    """Return Lanczos ``λ_max(∇²L)`` at any finite point, nan (logged) if it does not converge."""
+    try:
+        return sharpness_numerical(weights, target, "lanczos", tol=LANCZOS_TOL, seed=0)
+    except ArpackNoConvergence:
+        logger.warning("Lanczos sharpness did not converge at a final iterate; recording nan")
+        return float("nan")
 
 
 def _fill_result(
@@ -267,6 +523,8 @@ def _fill_result(
     eta: float,
     start: _Start,
     opts: _Options,
+    tail: _Tail,
+    run: int,
     escape_step: int,
     final_loss: float,
     final_weights: list[Matrix],
@@ -274,13 +532,20 @@ def _fill_result(
     steps_run: int,
     traj: NDArray[np.float64],
 ) -> EscapeResult:
+    """Classify one finished run (module docstring rules) and assemble its result.
+
+    ``traj`` has shape ``(5, n_ckpt)``: loss, distance, proj_top, proj_null and sharpness.
+    """
+    period, rate, to_tol = 0, float("nan"), float("nan")
     if status == _DIVERGED:
-        outcome = "diverged"
+        outcome, method, final_sharp = "diverged", "none", float("nan")
     elif status == _CONVERGED:
         outcome = "escaped" if escape_step >= 0 else "stayed"
+        method, final_sharp = "exact", sharpness(final_weights)
     else:
-        outcome = "oscillating"
-    final_sharp = sharpness(final_weights) if status == _CONVERGED else np.nan
+        stable = 2.0 / eta >= start.flat
+        outcome, period, rate, to_tol = tail.classify(run, final_loss, opts.loss_tol, stable)
+        method, final_sharp = "lanczos", _lanczos_sharpness(final_weights, start.target)
     arrays = [np.array(row, dtype=np.float64) for row in traj]
     final = tuple(np.array(w, dtype=np.float64) for w in final_weights)
     for arr in (*arrays, *final):
@@ -295,6 +560,10 @@ def _fill_result(
         ),
         final_loss=float(final_loss),
         final_sharpness=float(final_sharp),
+        final_sharpness_method=method,
+        period=int(period),
+        contraction_rate=float(rate),
+        steps_to_tol=float(to_tol),
         final_distance=float(final_distance),
         steps_run=int(steps_run),
         radius=opts.radius,
@@ -304,6 +573,7 @@ def _fill_result(
         distance=arrays[1],
         proj_top=arrays[2],
         proj_null=arrays[3],
+        checkpoint_sharpness=arrays[4],
         final_weights=final,
     )
 
@@ -320,6 +590,7 @@ def escape(
     divergence_norm: float = 1e6,
     target: ArrayLike | None = None,
     rtol: float = DEFAULT_MINIMIZER_RTOL,
+    track_sharpness: bool = False,
 ) -> EscapeResult:
     """Run gradient descent from ``w* + radius · v_1`` and classify what happens (spec §6).
 
@@ -335,7 +606,8 @@ def escape(
     escape_radius : float
         Radius of the ball around ``w*`` whose first exit defines the escape step.
     max_steps : int
-        Maximum number of GD steps.
+        Maximum number of GD steps, ``>= 1``. Runs that do not converge are classified from
+        their last ``min(4 · RATE_BLOCK, max_steps + 1)`` steps (module docstring).
     checkpoints : array_like of int, optional
         Strictly increasing steps in ``[0, max_steps]`` at which trajectories are recorded;
         default :func:`default_checkpoints` ``(max_steps)``. Runs with equal checkpoints stack
@@ -351,24 +623,31 @@ def escape(
         on this target instead of the product of ``weights``.
     rtol : float
         Relative residual tolerance for that check.
+    track_sharpness : bool
+        Also record the Lanczos sharpness ``λ_max(∇²L(w_t))`` at every checkpoint
+        (``checkpoint_sharpness``); costs one Lanczos run per checkpoint. Default off.
 
     Returns
     -------
     EscapeResult
-        Outcome, escape step (observed and predicted), final loss/sharpness and trajectories.
-        The outcome rules are in the module docstring.
+        Outcome, escape step (observed and predicted), final loss/sharpness, diagnostics of
+        non-converged runs and trajectories. The outcome rules are in the module docstring.
 
     """
     eta = _check_eta(eta)
-    opts = _options(radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm)
+    opts = _options(
+        radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, track_sharpness
+    )
     start = _start(weights, target, rtol)
     ws = [w + opts.radius * v for w, v in zip(start.weights, start.v1, strict=True)]
     star, v1 = start.weights, start.v1
     n_ck = opts.checkpoints.size
-    traj = np.full((4, n_ck), np.nan)
+    traj = np.full((5, n_ck), np.nan)
+    tail = _Tail(1, opts.max_steps)
+    run = np.zeros(1, dtype=np.intp)
     ck_pos = 0
     escape_step = -1
-    status = _OSCILLATING
+    status = _RUNNING
     loss_t, dist = np.nan, np.nan
     t = 0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -383,16 +662,25 @@ def escape(
             if escape_step < 0 and dist > opts.escape_radius:
                 escape_step = t
             converged = loss_t <= opts.loss_tol
+            at_ck = ck_pos < n_ck and opts.checkpoints[ck_pos] == t
             row = None
-            if converged or (ck_pos < n_ck and opts.checkpoints[ck_pos] == t):
-                row = _projections(loss_t, dist, diff, v1, start.vn)
-            if ck_pos < n_ck and opts.checkpoints[ck_pos] == t:
+            if converged or at_ck:
+                row = (
+                    *_projections(loss_t, dist, diff, v1, start.vn),
+                    _lanczos_sharpness(ws, start.target) if opts.track_sharpness else np.nan,
+                )
+            if at_ck:
                 traj[:, ck_pos] = row
                 ck_pos += 1
             if converged:
                 traj[:, ck_pos:] = np.asarray(row)[:, None]
                 status = _CONVERGED
                 break
+            if t >= tail.t_start:
+                proj = None
+                if tail.wants_projection(t):
+                    proj = np.array([sum(np.vdot(d, v) for d, v in zip(diff, v1, strict=True))])
+                tail.update(t, run, np.array([loss_t]), proj)
             if t == opts.max_steps:
                 break
             ws = [w - eta * g for w, g in zip(ws, grads, strict=True)]
@@ -401,6 +689,8 @@ def escape(
         eta=eta,
         start=start,
         opts=opts,
+        tail=tail,
+        run=0,
         escape_step=escape_step,
         final_loss=loss_t,
         final_weights=ws,
@@ -500,6 +790,7 @@ def escape_batch(
     divergence_norm: float = 1e6,
     target: ArrayLike | None = None,
     rtol: float = DEFAULT_MINIMIZER_RTOL,
+    track_sharpness: bool = False,
 ) -> list[EscapeResult]:
     """Run :func:`escape` for many step sizes at once on stacked arrays.
 
@@ -511,7 +802,7 @@ def escape_batch(
         same layer shapes, ``len(weights) == len(etas)``).
     etas : array_like, shape (n,)
         Step sizes, each ``> 0``.
-    radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, rtol
+    radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, rtol, track_sharpness
         As in :func:`escape`, shared by all runs.
     target : array_like, optional
         Only with a single minimizer: as in :func:`escape`.
@@ -521,7 +812,9 @@ def escape_batch(
     list of EscapeResult
         One result per step size, in order, with the same meaning as :func:`escape` (the GD
         arithmetic is vectorised over runs: all-scalar chains use prefix/suffix products,
-        other chains batched ``matmul``; finished runs are dropped from the stack).
+        other chains batched ``matmul``; finished runs are dropped from the stack). The
+        classification of non-converged runs and the final sharpness use the same code as
+        :func:`escape`.
 
     """
     eta_arr = np.asarray(etas, dtype=np.float64)
@@ -529,7 +822,9 @@ def escape_batch(
         raise ValueError(f"etas must be a non-empty 1-D array, got shape {eta_arr.shape}")
     for i, e in enumerate(eta_arr):
         _check_eta(e, f"etas[{i}]")
-    opts = _options(radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm)
+    opts = _options(
+        radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, track_sharpness
+    )
     n = eta_arr.size
     many = (
         isinstance(weights, list | tuple)
@@ -570,9 +865,10 @@ def escape_batch(
 
     ck = opts.checkpoints
     n_ck = ck.size
-    traj = np.full((n, 4, n_ck), np.nan)
+    traj = np.full((n, 5, n_ck), np.nan)
+    tail = _Tail(n, opts.max_steps)
     esc = np.full(n, -1, dtype=np.int64)
-    status = np.full(n, _OSCILLATING)
+    status = np.full(n, _RUNNING)
     steps = np.zeros(n, dtype=np.int64)
     final_loss = np.full(n, np.nan)
     final_dist = np.full(n, np.nan)
@@ -580,6 +876,19 @@ def escape_batch(
     idx = np.arange(n)
     eta_col = eta_arr[:, None].copy()
     ck_pos = 0
+
+    def lanczos_rows(sel: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """Lanczos sharpness of the current iterates of the selected stacked rows."""
+        if not opts.track_sharpness:
+            return np.full(int(sel.sum()), np.nan)
+        ms = _rows(m, sel)
+        return np.array(
+            [
+                _lanczos_sharpness(unflatten(row, shapes), ms[0 if ms.shape[0] == 1 else i])
+                for i, row in enumerate(p[sel])
+            ]
+        )
+
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(opts.max_steps + 1):
             loss_t, grad = chain(p, m)
@@ -601,6 +910,7 @@ def escape_batch(
                         dist[rec],
                         np.einsum("ni,ni->n", d_rec, _rows(v1, rec)),
                         np.einsum("ni,ni->n", d_rec, _rows(vn, rec)),
+                        lanczos_rows(rec),
                     ],
                     axis=1,
                 )
@@ -614,11 +924,17 @@ def escape_batch(
                     traj[rows[crow], :, later:] = block[crow][:, :, None]
             if at_ck:
                 ck_pos += 1
+            live = ok & ~conv
+            if t >= tail.t_start and live.any():
+                proj = None
+                if tail.wants_projection(t):
+                    proj = np.einsum("ni,ni->n", diff[live], _rows(v1, live))
+                tail.update(t, idx[live], loss_t[live], proj)
             done = div | conv | (t == opts.max_steps)
             if done.any():
                 rows = idx[done]
                 status[rows] = np.where(
-                    div[done], _DIVERGED, np.where(conv[done], _CONVERGED, _OSCILLATING)
+                    div[done], _DIVERGED, np.where(conv[done], _CONVERGED, _RUNNING)
                 )
                 steps[rows] = t
                 final_loss[rows] = loss_t[done]
@@ -642,6 +958,8 @@ def escape_batch(
                 eta=float(eta_arr[j]),
                 start=start,
                 opts=opts,
+                tail=tail,
+                run=j,
                 escape_step=int(esc[j]),
                 final_loss=float(final_loss[j]),
                 final_weights=fw,
