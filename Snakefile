@@ -7,3 +7,4 @@ rule default:
     input:
         rules.all.input,
     default_target: True
+    localrule: True

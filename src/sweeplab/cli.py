@@ -38,8 +38,24 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
+def _experiments() -> list[str]:
+    from sweeplab.sweep.experiments import EXPERIMENTS
+
+    return list(EXPERIMENTS)
+
+
+def _json(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc})", param_hint=what) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=what)
+    return value
+
+
 @main.command("run-block")
-@click.argument("experiment", type=click.Choice(["sharpness", "escape", "channel"]))
+@click.argument("experiment", type=click.Choice(_experiments()))
 @click.argument("block")
 @click.option("--settings", required=True, help="JSON of the experiment's config section.")
 @click.option(
@@ -50,15 +66,17 @@ def main(verbose: bool) -> None:
     show_envvar=True,
     help="JSON of the config's dask section (address, scheduler_file, processes).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Block zarr store.")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Block store (*.zarr.zip)."
+)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
 def run_block_cmd(
     experiment: str, block: str, settings: str, dask_json: str, out: Path, threads: int
 ) -> None:
-    """Run one BLOCK of EXPERIMENT and write its zarr store atomically."""
+    """Run one BLOCK of EXPERIMENT and write its one-file store atomically."""
     from sweeplab.sweep import run_block
 
-    config = {experiment: json.loads(settings), "dask": json.loads(dask_json)}
+    config = {experiment: _json(settings, "--settings"), "dask": _json(dask_json, "--dask")}
     try:
         run_block(experiment, block, config, out, threads=threads)
     except ValueError as exc:
@@ -66,30 +84,64 @@ def run_block_cmd(
 
 
 @main.command()
-@click.argument("experiment", type=click.Choice(["sharpness", "escape", "channel"]))
-@click.argument("blocks", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("experiment", type=click.Choice(_experiments()))
 @click.option("--settings", required=True, help="JSON of the experiment's config section.")
-@click.option("--out", required=True, type=click.Path(path_type=Path))
-def aggregate(experiment: str, blocks: tuple[Path, ...], settings: str, out: Path) -> None:
-    """Combine the BLOCKS stores of EXPERIMENT into one dataset at OUT."""
-    from sweeplab.sweep import aggregate as agg
+@click.option(
+    "--blocks-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the experiment's block stores.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate store.")
+@click.option("--full", is_flag=True, help="Rebuild from every block file (verifies them all).")
+def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full: bool) -> None:
+    """Bring the aggregate of EXPERIMENT at OUT up to date with the config's blocks.
 
-    ds = agg(list(blocks), out, {experiment: json.loads(settings)}, experiment)
-    failed = int(np.asarray(ds["status"]).sum())
+    Only blocks added or changed since the last aggregation are read (``--full``: all of them);
+    a damaged block or one of another experiment stops it with the block's name.
+    """
+    from sweeplab.sweep import aggregate as agg
+    from sweeplab.sweep import provenance
+
+    section = _json(settings, "--settings")
+    attrs = {"title": f"sweeplab {experiment} sweep", **provenance({experiment: section})}
+    try:
+        report = agg(experiment, section, blocks_dir, out, attrs=attrs, full=full)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.getLogger("sweeplab").info(
-        "%s: %d blocks -> %s (%d failed point(s))", experiment, len(blocks), out, failed
-    )
+        "%s: %d blocks -> %s (%s: %d read, %d reused; %d failed point(s))",
+        experiment, report.n_blocks, out, report.mode, report.blocks_read,
+        report.blocks_reused, report.n_failed,
+    )  # fmt: skip
+
+
+def _figure_names() -> list[str]:
+    from sweeplab.plots import FIGURES
+
+    return list(FIGURES)
 
 
 @main.command()
-@click.option("--results", default="results", type=click.Path(path_type=Path), show_default=True)
-@click.option("--out", default="results/figures", type=click.Path(path_type=Path))
-@click.argument("names", nargs=-1)
-def figures(results: Path, out: Path, names: tuple[str, ...]) -> None:
-    """Draw figures (PNG + SVG) from the aggregated stores in RESULTS."""
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Aggregated store(s) to draw from (default: results/<experiment>.zarr).",
+)
+@click.option("--out", default="results/figures", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
+@click.argument("names", nargs=-1, type=click.Choice(_figure_names()))
+def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> None:
+    """Draw figures NAMES (default: all) as PNG + SVG from aggregated stores."""
     from sweeplab.plots import draw_all
 
-    for path in draw_all(results, out, names or None):
+    try:
+        paths = draw_all(list(datasets), out, names or None)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in paths:
         click.echo(str(path))
 
 
@@ -97,9 +149,12 @@ def figures(results: Path, out: Path, names: tuple[str, ...]) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def info(path: Path) -> None:
     """Summarise a dataset: dims, variables with units, provenance, failed points."""
-    from sweeplab.sweep import open_dataset
+    from sweeplab.sweep import open_block, open_dataset
 
-    ds = open_dataset(path)
+    try:
+        ds = open_block(path) if path.name.endswith(".zip") else open_dataset(path)
+    except Exception as exc:
+        raise click.ClickException(f"{path} is not a readable zarr store ({exc})") from None
     click.echo(f"{path}")
     click.echo("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     click.echo("coords:")
@@ -112,16 +167,19 @@ def info(path: Path) -> None:
         click.echo(
             f"  {name}{tuple(v.dims)} [{v.attrs.get('units', '?')}]: {v.attrs.get('long_name', '')}"
         )
-    for key in ("experiment", "sweeplab_version", "git_revision", "command", "n_blocks"):
+    for key in ("experiment", "block", "sweeplab_version", "git_revision", "command"):
         if key in ds.attrs:
             click.echo(f"{key}: {ds.attrs[key]}")
+    manifest = path / "sweeplab-manifest.json"
+    if manifest.is_file():
+        click.echo(f"n_blocks: {len(json.loads(manifest.read_text())['blocks'])}")
     if "status" in ds:
-        status = ds["status"].load()
-        failed = int((status == 1).sum())
+        status = np.asarray(ds["status"].values)
+        failed = int(np.count_nonzero(status == 1))
         click.echo(f"failed points: {failed}")
         if failed:
-            errs = ds["error"].where(status == 1).values.ravel()
-            for e in sorted({str(x) for x in errs if isinstance(x, str) and x})[:10]:
+            errs = np.asarray(ds["error"].values)[status == 1]
+            for e in sorted({str(x) for x in errs if str(x)})[:10]:
                 click.echo(f"  {e}")
 
 
@@ -159,9 +217,6 @@ def export(name: str, dest: Path, results: Path) -> None:
     else:
         write_atomic(ds, dest)
     click.echo(str(dest))
-
-
-BLOCK_RULES = ("sharpness_block", "escape_block", "channel_block")
 
 
 @main.command(
@@ -255,7 +310,7 @@ def slurm_dask(
         cmd = [
             sys.executable, "-m", "snakemake",
             "--cores", str(blocks_in_flight),
-            "--set-threads", *(f"{rule}=1" for rule in BLOCK_RULES),
+            "--set-threads", *(f"{name}_block=1" for name in _experiments()),
             *snakemake_args,
         ]  # fmt: skip
         log.info("running: %s", " ".join(cmd))

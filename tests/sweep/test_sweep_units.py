@@ -1,5 +1,8 @@
 """Sweep layer pieces against direct calls: names, seeds, blocks, atomic stores."""
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -118,14 +121,18 @@ def test_channel_block_matches_direct_simulation():
     assert float(ds.molecule_steps) == direct.molecule_steps
 
 
-def test_write_atomic_replaces_and_cleans(tmp_path):
+def test_write_atomic_replaces_and_cleans_only_dead_writers(tmp_path):
     target = tmp_path / "x.zarr"
-    stale = tmp_path / ".x.zarr.tmp-deadbeef"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".x.zarr.tmp-{dead.pid}-deadbeef"  # left by a process that is gone
+    live = tmp_path / f".x.zarr.tmp-{os.getpid()}-cafe0000"  # another writer, still running
     stale.mkdir()
+    live.mkdir()
     write_atomic(xr.Dataset({"a": ("i", [1.0, 2.0])}), target)
     write_atomic(xr.Dataset({"a": ("i", [3.0])}), target)
     assert open_dataset(target).a.values.tolist() == [3.0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "x.zarr"]
 
 
 def test_validate_config_names_the_bad_value():
@@ -134,6 +141,7 @@ def test_validate_config_names_the_bad_value():
         "channel": {
             "geometry": {"bad": {"tx": [0, 0, 10], "rx": [4, 0, 0], "radius": 5}},
             "wall": True, "D": [79.4], "dt": [1e-3], "t_end": 1.0, "bin_width": 0.1,
+            "correction": ["bridge"], "seed": [0],
         },
     }  # fmt: skip
     with pytest.raises(ValueError, match=r"channel.geometry.bad: .*crosses or touches"):
@@ -141,4 +149,14 @@ def test_validate_config_names_the_bad_value():
     cfg["channel"]["geometry"] = {"ok": {"tx": [0, 0, 10], "rx": [10, 0, 0], "radius": 5}}
     cfg["channel"]["bin_width"] = 0.3
     with pytest.raises(ValueError, match=r"bin_width = 0\.3 s must divide"):
+        validate_config(cfg)
+
+
+def test_equal_after_canonicalisation_axis_values_are_refused():
+    cfg = {"experiments": ["escape"], "escape": {
+        "depth": [4], "width": [1], "c": [0.9, 0.9000000000000001], "radius": [1e-9],
+        "seeds": 1, "seeds_per_block": 1, "escape_radius": 1e-3, "max_steps": 10,
+        "loss_tol": 1e-20,
+    }}  # fmt: skip
+    with pytest.raises(ValueError, match=r"escape\.c: values 0\.9 and 0\.9000000000000001"):
         validate_config(cfg)

@@ -16,7 +16,7 @@ import zarr
 from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
 
 from sweeplab import dmf, mcvd
-from sweeplab.sweep import open_dataset, point_seed
+from sweeplab.sweep import open_block, open_dataset, point_seed
 from sweeplab.sweep.experiments import escape_minimizer, sharpness_minimizer
 
 
@@ -44,9 +44,10 @@ def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
     lam = dmf.sharpness(ws)
     direct = dmf.escape(ws, 1.2 * 2 / lam, max_steps=2000)
     point = esc.sel(depth=4, width=1, c=1.2, radius=1e-9, seed=0)
-    assert point.outcome.item() == direct.outcome
+    assert dmf.OUTCOMES[int(point.outcome)] == direct.outcome
     np.testing.assert_allclose(point.loss.values, direct.loss, rtol=1e-9, atol=1e-300)
-    assert esc.outcome.sel(c=0.9).item() == "stayed"
+    assert dmf.OUTCOMES[int(esc.outcome.sel(c=0.9).item())] == "stayed"
+    np.testing.assert_array_equal(point.w_star.values, np.concatenate([w.ravel() for w in ws]))
 
     ch = open_dataset(res / "channel.zarr").load()
     g = mcvd.Geometry((0, 0, 10), (10, 0, 0), 5, 79.4)
@@ -152,6 +153,18 @@ def test_incremental_extend_and_settings(tiny_run):
     write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5], "max_steps": 2500})
     plan = planned_jobs(snakemake(tiny_run, "-n"))
     assert plan == {"escape_block": 3, "aggregate": 1, "figures_escape": 1, "default": 1}
+    write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5]})
+
+    # a deleted block is recomputed and re-aggregated (only it is read)
+    victim = next((blocks / "escape").glob("*c~1.2*.zarr.zip"))
+    victim.unlink()
+    plan = planned_jobs(snakemake(tiny_run, "-n"))
+    assert plan == {"escape_block": 1, "aggregate": 1, "figures_escape": 1, "default": 1}
+    snakemake(tiny_run)
+    assert victim.exists()
+    log = (tiny_run / "results" / "logs" / "aggregate" / "escape.log").read_text()
+    assert "update: 1 read, 2 reused" in log
+    assert planned_jobs(snakemake(tiny_run, "-n")) == {}
 
 
 def test_external_scheduler(tmp_path):
@@ -199,7 +212,7 @@ def test_external_scheduler(tmp_path):
         assert address.startswith("tcp://127.0.0.1:")
         name = "depth~3_width~4_dio~2_family~gaussian_seeds~0-1"
         settings = json.dumps({"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 500})
-        out = tmp_path / "block.zarr"
+        out = tmp_path / "block.zarr.zip"
         proc = subprocess.run(
             [
                 str(BIN / "sweeplab"),
@@ -218,7 +231,7 @@ def test_external_scheduler(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr
         assert f"connecting to Dask scheduler at {address}" in proc.stderr
-        ds = open_dataset(out).load()
+        ds = open_block(out)
         ws, _ = sharpness_minimizer(3, 4, 2, "gaussian", 0, 0.5)
         assert float(ds.exact.sel(seed=0).squeeze()) == dmf.sharpness(ws)
     finally:
@@ -260,17 +273,18 @@ def test_killed_run_resumes_without_half_written_stores(tmp_path):
     blocks = tmp_path / "results" / "blocks"
     deadline = time.time() + 300
     while time.time() < deadline:
-        done = list(blocks.glob("*/*.zarr")) if blocks.exists() else []
+        done = list(blocks.glob("*/*.zarr.zip")) if blocks.exists() else []
         if len(done) >= 2:
             break
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # a crash: no clean-up handlers run
     proc.wait()
-    for store in blocks.glob("*/*.zarr"):  # every visible store is complete
-        ds = open_dataset(store).load()
+    for store in blocks.glob("*/*.zarr.zip"):  # every visible store is complete
+        ds = open_block(store)
         assert "status" in ds
     snakemake(tmp_path, "--unlock")
     snakemake(tmp_path)
     ch = open_dataset(tmp_path / "results" / "channel.zarr").load()
     assert int(ch.status.sum()) == 0 and ch.fraction_sim.notnull().all()
     assert not list(blocks.glob("*/.*.tmp-*"))
+    assert not list((tmp_path / "results").glob(".*.tmp-*"))

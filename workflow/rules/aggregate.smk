@@ -5,41 +5,46 @@ rule aggregate:
     input:
         lambda wildcards: block_paths(wildcards.experiment),
     output:
-        directory(f"{RESULTS}/{{experiment}}.zarr"),
+        # update: Snakemake keeps the store, so only new or changed blocks are read and written
+        update(directory(f"{RESULTS}/{{experiment}}.zarr")),
     params:
         settings=lambda wildcards: shlex.quote(json.dumps(config[wildcards.experiment])),
+        blocks_dir=lambda wildcards, input: os.path.dirname(input[0]),
     log:
         f"{RESULTS}/logs/aggregate/{{experiment}}.log",
     wildcard_constraints:
-        experiment="sharpness|escape|channel",
+        experiment="|".join(REGISTRY),
     shell:
-        "sweeplab aggregate {wildcards.experiment} {input:q} --settings {params.settings}"
-        " --out {output:q} 2> {log:q}"
+        "sweeplab aggregate {wildcards.experiment} --settings {params.settings}"
+        " --blocks-dir {params.blocks_dir:q} --out {output:q} 2> {log:q}"
 
 
 # One figures job per experiment (matplotlib start-up is paid once per dataset).
-for _experiment, _names in FIGURES.items():
+for _name, _exp in REGISTRY.items():
 
     rule:
         name:
-            f"figures_{_experiment}"
+            f"figures_{_name}"
         input:
-            f"{RESULTS}/{_experiment}.zarr",
+            f"{RESULTS}/{_name}.zarr",
         output:
             png=[
                 report(
-                    f"{RESULTS}/figures/{name}.png",
+                    f"{RESULTS}/figures/{fig.name}.png",
                     caption="../report/figure.rst",
                     category="Figures",
-                    subcategory=_experiment,
+                    subcategory=_name,
+                    labels={"figure": fig.name},
                 )
-                for name in _names
+                for fig in _exp.figures
             ],
-            svg=[f"{RESULTS}/figures/{name}.svg" for name in _names],
+            svg=[f"{RESULTS}/figures/{fig.name}.svg" for fig in _exp.figures],
         params:
-            names=" ".join(_names),
+            names=" ".join(FIGURES[_name]),
+            out=lambda wildcards, output: os.path.dirname(output.svg[0]),
         log:
-            f"{RESULTS}/logs/figures/{_experiment}.log",
+            f"{RESULTS}/logs/figures/{_name}.log",
+        localrule: True
         shell:
-            'sweeplab figures --results "$(dirname {input:q})"'
-            ' --out "$(dirname {output.svg[0]:q})" {params.names} > /dev/null 2> {log:q}'
+            "sweeplab figures --dataset {input:q} --out {params.out:q} {params.names}"
+            " > /dev/null 2> {log:q}"

@@ -1,11 +1,23 @@
-# Helpers shared by the experiment rules.
+# Helpers shared by the rules.
 
 
 def block_paths(experiment):
     """Block stores of one experiment, as the config's grids ask for them."""
+    exp = REGISTRY[experiment]
     return [
-        f"{RESULTS}/blocks/{experiment}/{block.name}.zarr"
-        for block in blocks_for(experiment, config)
+        f"{RESULTS}/blocks/{experiment}/{block.name}.zarr.zip"
+        for block in exp.blocks(config[experiment])
+    ]
+
+
+def deleted_blocks(experiments):
+    """Blocks missing on disk although their experiment's aggregate exists."""
+    return [
+        path
+        for experiment in experiments
+        if Path(f"{RESULTS}/{experiment}.zarr").exists()
+        for path in block_paths(experiment)
+        if not Path(path).exists()
     ]
 
 

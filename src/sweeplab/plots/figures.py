@@ -1,8 +1,9 @@
 """Matplotlib figures (PNG + SVG) of the three aggregated datasets.
 
 Every function takes an opened dataset and returns a matplotlib Figure; :func:`draw_all` writes
-them under ``results/figures``. Only the loss-contour figure computes something new: the loss
-surface around the stored minimizer, which is rebuilt from its seed (deterministic).
+them under ``results/figures``. Figures read only the stores (nothing here imports the sweep
+layer); the loss-contour figure evaluates the loss around the minimizer stored in ``w_star``.
+Which figures an experiment has is declared by its experiment module (a test checks the two agree).
 """
 
 from __future__ import annotations
@@ -20,14 +21,23 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from sweeplab import dmf
-from sweeplab.sweep.experiments import escape_minimizer
-from sweeplab.sweep.store import open_dataset
 
 __all__ = ["FIGURES", "draw_all"]
 
 logger = logging.getLogger(__name__)
 
-OUTCOME_CODES = {"stayed": 0, "escaped": 1, "oscillating": 2, "diverged": 3}
+
+def _flags(var: xr.DataArray) -> dict[int, str]:
+    """Code -> meaning of a CF flag variable (``flag_values`` / ``flag_meanings``)."""
+    values = [int(v) for v in np.atleast_1d(var.attrs["flag_values"])]
+    return dict(zip(values, var.attrs["flag_meanings"].split(), strict=True))
+
+
+def _minimizer(ds: xr.Dataset, depth: int, width: int, seed: int) -> list[np.ndarray]:
+    """Layers of the stored starting minimizer ``w_star`` (every layer ``width x width``)."""
+    flat = ds.w_star.sel(depth=depth, width=width, seed=seed).values
+    n = width * width
+    return [flat[i * n : (i + 1) * n].reshape(width, width) for i in range(depth)]
 
 
 def escape_contour(ds: xr.Dataset) -> Figure:
@@ -36,7 +46,8 @@ def escape_contour(ds: xr.Dataset) -> Figure:
     depth = int(ds.depth.values[-1])
     width = int(ds.width.values[0])
     sub = sub.sel(depth=depth, width=width)
-    ws, target = escape_minimizer(depth, width, int(ds.seed.values[0]))
+    ws = _minimizer(ds, depth, width, int(ds.seed.values[0]))
+    target = dmf.right_products(ws)[-1]  # w* is a minimizer: its product is the target
     v1 = dmf.top_eigenvector(ws)
     vn = dmf.null_direction(ws)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
@@ -58,7 +69,7 @@ def escape_contour(ds: xr.Dataset) -> Figure:
     fig.colorbar(cs, ax=ax, label="log10 loss")
     for c in sub.c.values:
         tr = sub.sel(c=c)
-        label = f"c = {c:g} ({tr.outcome.item()})"
+        label = f"c = {c:g} ({_flags(ds.outcome).get(int(tr.outcome), '?')})"
         ax.plot(tr.proj_top, tr.proj_null, ".-", ms=3, lw=1, label=label)
     ax.set(xlabel="<w - w*, v_1>", ylabel="<w - w*, v_N>",
            title=f"GD paths near a minimizer, L = {depth}, width {width}")  # fmt: skip
@@ -88,18 +99,20 @@ def escape_phase(ds: xr.Dataset) -> Figure:
     """Outcome phase diagram over (depth, c), one panel per width (first seed and radius)."""
     widths = ds.width.values
     fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.6), squeeze=False)
-    cmap = mpl.colors.ListedColormap(["#4c72b0", "#55a868", "#dd8452", "#c44e52"])
+    flags = {k: v for k, v in _flags(ds.outcome).items() if k >= 0}
+    palette = ["#4c72b0", "#55a868", "#dd8452", "#8172b3", "#c44e52", "#937860"]
+    cmap = mpl.colors.ListedColormap(palette[: len(flags)])
     for ax, w in zip(axes[0], widths, strict=True):
         sub = ds.sel(width=w).isel(radius=0, seed=0)
-        codes = np.vectorize(lambda s: OUTCOME_CODES.get(s, np.nan), otypes=[float])(
-            sub.outcome.transpose("depth", "c").values
-        )
-        ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", origin="lower")
+        codes = sub.outcome.transpose("depth", "c").values.astype(float)
+        codes[codes < 0] = np.nan
+        ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(flags) - 0.5, aspect="auto",
+                  origin="lower")  # fmt: skip
         ax.set_xticks(range(sub.c.size), [f"{c:g}" for c in sub.c.values], rotation=60)
         ax.set_yticks(range(sub.depth.size), [str(d) for d in sub.depth.values])
         ax.set(xlabel="c = eta lambda*/2", ylabel="depth L",
                title="all-scalar" if w == 1 else f"width {w}")  # fmt: skip
-    handles = [mpl.patches.Patch(color=cmap(i), label=k) for k, i in OUTCOME_CODES.items()]
+    handles = [mpl.patches.Patch(color=cmap(i), label=k) for i, k in flags.items()]
     fig.legend(handles=handles, loc="upper right", fontsize=7)
     fig.tight_layout()
     return fig
@@ -192,22 +205,47 @@ FIGURES: dict[str, tuple[str, Callable[[xr.Dataset], Figure]]] = {
 }
 
 
-def draw_all(results: Path, out: Path, names: Iterable[str] | None = None) -> list[Path]:
-    """Draw the named figures (all by default) from ``results/<experiment>.zarr``.
+def draw_all(datasets: Iterable[Path], out: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Draw the named figures (all by default) from aggregated stores.
 
-    Returns the written paths (``out/<name>.png`` and ``.svg``).
+    Parameters
+    ----------
+    datasets : iterable of Path
+        Aggregated stores; each figure uses the one whose ``experiment`` attribute matches.
+        Empty: ``results/<experiment>.zarr``.
+    out : Path
+        Output directory (``<name>.png`` at 200 dpi and ``<name>.svg``).
+    names : iterable of str, optional
+        Figure names (keys of :data:`FIGURES`).
+
+    Returns
+    -------
+    list of Path
+        The written files.
+
     """
+    by_experiment: dict[str, Path] = {}
+    for path in datasets:
+        with xr.open_zarr(path) as ds:
+            by_experiment[str(ds.attrs.get("experiment"))] = Path(path)
+    wanted = list(names or FIGURES)
+    for name in wanted:
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; expected one of {sorted(FIGURES)}")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     cache: dict[str, xr.Dataset] = {}
-    for name in names or FIGURES:
+    for name in wanted:
         experiment, fn = FIGURES[name]
         if experiment not in cache:
-            cache[experiment] = open_dataset(results / f"{experiment}.zarr").load()
+            path = by_experiment.get(experiment, Path("results") / f"{experiment}.zarr")
+            if not path.exists():
+                raise FileNotFoundError(f"figure {name} needs the {experiment} dataset {path}")
+            cache[experiment] = xr.open_zarr(path).load()
         fig = fn(cache[experiment])
         for ext in ("png", "svg"):
             path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=120)
+            fig.savefig(path, dpi=200)
             written.append(path)
         plt.close(fig)
         logger.info("figure %s written", name)

@@ -1,8 +1,9 @@
-"""Zarr stores: atomic block writes, aggregation and provenance."""
+"""Zarr stores: provenance attributes, atomic directory writes, opening datasets."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,17 @@ import xarray as xr
 
 import sweeplab
 
-__all__ = ["aggregate", "open_dataset", "provenance", "write_atomic"]
+__all__ = [
+    "open_dataset",
+    "provenance",
+    "recover_aside",
+    "remove_stale_temporaries",
+    "swap_into_place",
+    "temporary_name",
+    "write_atomic",
+]
+
+logger = logging.getLogger(__name__)
 
 
 def _git_revision() -> str:
@@ -46,24 +57,81 @@ def provenance(config: Mapping[str, Any]) -> dict[str, str]:
     return attrs
 
 
-def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
-    """Write ``ds`` as a consolidated zarr v3 store at ``path``, all or nothing.
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
-    The store is written next to ``path`` under a temporary name and renamed into place, so a
-    reader (or a re-run after a crash) never sees a half-written store.
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Delete ``.<target>.tmp-<pid>-*`` files and directories left by dead processes only.
+
+    A temporary of a writer that is still running (a duplicate Slurm attempt, a ``--nolock``
+    run) is left alone; so is any name without a pid on this host.
+    """
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        pid_text = stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def temporary_name(target: Path) -> Path:
+    """Return a unique temporary sibling of ``target`` carrying this process's pid."""
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def swap_into_place(tmp: Path, target: Path) -> None:
+    """Move the complete store ``tmp`` to ``target``, replacing a previous one.
+
+    The previous store is renamed aside first and deleted last, so at every moment ``target``
+    is either the complete old store or the complete new one (or, between the two renames,
+    absent with the old one at ``.<target>.old``, which :func:`recover_aside` puts back).
+    """
+    aside = target.with_name(f".{target.name}.old")
+    if target.exists():
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(target, aside)
+    os.replace(tmp, target)
+    if aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def recover_aside(target: Path) -> None:
+    """Undo a :func:`swap_into_place` killed between its two renames."""
+    aside = target.with_name(f".{target.name}.old")
+    if not target.exists() and aside.exists():
+        os.replace(aside, target)
+        logger.warning("restored %s from %s (an earlier replacement was interrupted)", target,
+                       aside)  # fmt: skip
+    elif aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
+    """Write ``ds`` as a consolidated zarr v3 directory store at ``path``, all or nothing.
+
+    The store is written next to ``path`` under a temporary name and moved into place by
+    :func:`swap_into_place`, so a reader never sees a half-written store.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed earlier run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    recover_aside(target)
+    remove_stale_temporaries(target)
+    tmp = temporary_name(target)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        swap_into_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -74,28 +142,3 @@ def open_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         return xr.open_zarr(path, consolidated=True)
-
-
-def aggregate(
-    block_paths: Sequence[str | os.PathLike[str]],
-    out: str | os.PathLike[str],
-    config: Mapping[str, Any],
-    experiment: str,
-) -> xr.Dataset:
-    """Combine block stores into one dataset (``combine_by_coords``) and write it atomically."""
-    if not block_paths:
-        raise ValueError(f"no blocks to aggregate for {experiment!r}")
-    parts = [open_dataset(p).load() for p in block_paths]
-    ds = xr.combine_by_coords(
-        parts, compat="no_conflicts", data_vars="all", coords="different", join="outer",
-        combine_attrs="drop_conflicts",
-    )  # fmt: skip
-    assert isinstance(ds, xr.Dataset)
-    ds.attrs = {
-        "experiment": experiment,
-        "title": f"sweeplab {experiment} sweep",
-        **provenance({experiment: config.get(experiment), "dask": config.get("dask")}),
-        "n_blocks": len(block_paths),
-    }
-    write_atomic(ds, out)
-    return ds

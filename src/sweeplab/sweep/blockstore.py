@@ -1,0 +1,245 @@
+"""One-file block stores: a zarr v3 store in a zip (``*.zarr.zip``) with a content digest.
+
+A block is written to memory, zipped under a temporary name next to its target and renamed, so
+it appears whole or not at all. Its root attributes hold ``sweeplab_digest``: a SHA-256 of every
+array's name, dims, dtype, shape and values. Reading a block checks the zip (CRC of every member),
+the presence of every chunk, the experiment and block name, and recomputes the digest, so a
+truncated, edited or partly deleted block is named instead of being read as fill values.
+
+Any zarr reader opens a block: ``xr.open_zarr(zarr.storage.ZipStore(path, mode="r"))``.
+:func:`read_block` decodes the few codecs sweeplab writes with numcodecs directly (about 10x
+faster than zarr's generic path on such tiny stores, which matters when aggregating thousands)
+and falls back to zarr for anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.storage import MemoryStore, ZipStore
+
+from .store import remove_stale_temporaries, temporary_name
+
+__all__ = ["BLOCK_SUFFIX", "BlockData", "CorruptBlockError", "digest", "read_block", "write_block"]
+
+logger = logging.getLogger(__name__)
+
+BLOCK_SUFFIX = ".zarr.zip"
+FORMAT = "sweeplab-block-1"
+
+
+class CorruptBlockError(ValueError):
+    """A block store that cannot be trusted (truncated, edited, partly deleted, misplaced)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"block {self.path} is corrupt ({reason}); recompute it with "
+            f"`snakemake --force {self.path}` (with your usual --configfile), then re-run the "
+            "workflow"
+        )
+
+
+@dataclass(frozen=True)
+class BlockData:
+    """Decoded content of a block: root attributes and every array (coordinates included)."""
+
+    attrs: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    dims: dict[str, tuple[str, ...]]
+
+
+def _canonical(values: np.ndarray) -> tuple[str, bytes]:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "OUT":
+        text = json.dumps([str(x) for x in arr.ravel()], ensure_ascii=False)
+        return "str", text.encode()
+    if arr.dtype.kind in "iub":
+        return "int", np.ascontiguousarray(arr, dtype="<i8").tobytes()
+    return "float", np.ascontiguousarray(arr, dtype="<f8").tobytes()
+
+
+def digest(arrays: Mapping[str, np.ndarray], dims: Mapping[str, tuple[str, ...]]) -> str:
+    """SHA-256 of arrays (names, dims, kinds, shapes, values), independent of their encoding."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        kind, data = _canonical(arrays[name])
+        head = json.dumps([name, list(dims[name]), kind, list(np.shape(arrays[name]))])
+        h.update(head.encode())
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return "sha256:" + h.hexdigest()
+
+
+def _dataset_digest(ds: xr.Dataset) -> str:
+    arrays = {str(k): v.values for k, v in ds.variables.items()}
+    dims = {str(k): tuple(map(str, v.dims)) for k, v in ds.variables.items()}
+    return digest(arrays, dims)
+
+
+def write_block(ds: xr.Dataset, path: str | os.PathLike[str]) -> str:
+    """Write ``ds`` as a one-file block store at ``path`` (all or nothing); return its digest.
+
+    Every array is one chunk and every chunk is written (no implicit fill-value chunks), so a
+    missing member always means damage.
+    """
+    target = Path(path)
+    if not target.name.endswith(BLOCK_SUFFIX):
+        raise ValueError(f"block path {target} must end in {BLOCK_SUFFIX}")
+    ds = ds.copy()
+    ds.attrs["sweeplab_format"] = FORMAT
+    ds.attrs["sweeplab_digest"] = _dataset_digest(ds)
+    memory = MemoryStore()
+    encoding = {name: {"chunks": var.shape or None} for name, var in ds.variables.items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        ds.to_zarr(
+            memory, mode="w", zarr_format=3, consolidated=True, encoding=encoding,
+            write_empty_chunks=True,
+        )  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    tmp = temporary_name(target)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            for key in sorted(memory._store_dict):
+                zf.writestr(key, memory._store_dict[key].to_bytes())
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ds.attrs["sweeplab_digest"]
+
+
+def _chunk_key(meta: Mapping[str, Any]) -> str | None:
+    enc = meta.get("chunk_key_encoding", {})
+    if enc.get("name") != "default":
+        return None
+    sep = enc.get("configuration", {}).get("separator", "/")
+    return sep.join(["c"] + ["0"] * len(meta["shape"]))
+
+
+def _decode(meta: Mapping[str, Any], raw: bytes) -> np.ndarray | None:
+    """Decode one whole-array chunk with numcodecs; ``None`` for codecs we do not handle."""
+    codecs = list(meta["codecs"])
+    data: Any = raw
+    for codec in reversed(codecs[1:]):
+        if codec["name"] != "zstd":
+            return None
+        data = numcodecs.Zstd().decode(data)
+    first = codecs[0]
+    shape = tuple(meta["shape"])
+    if first["name"] == "vlen-utf8":
+        return np.asarray(numcodecs.VLenUTF8().decode(data), dtype=object).reshape(shape)
+    if first["name"] != "bytes" or meta["data_type"] == "string":
+        return None
+    dtype = np.dtype(meta["data_type"])
+    if dtype.itemsize > 1:
+        endian = first.get("configuration", {}).get("endian", "little")
+        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def read_block(path: str | os.PathLike[str], experiment: str, name: str | None = None) -> BlockData:
+    """Read and verify a block store.
+
+    Parameters
+    ----------
+    path : path
+        The ``*.zarr.zip`` file.
+    experiment : str
+        The experiment the block must belong to.
+    name : str, optional
+        The block name it must hold (default: the file name without ``.zarr.zip``).
+
+    Raises
+    ------
+    CorruptBlockError
+        If the file is not a readable zip, a member is missing or fails its CRC, the content
+        does not match its digest, or it belongs to another experiment or block.
+
+    """
+    p = Path(path)
+    expected = name if name is not None else p.name.removesuffix(BLOCK_SUFFIX)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            members = set(zf.namelist())
+            root = json.loads(zf.read("zarr.json"))
+            attrs = dict(root.get("attributes", {}))
+            if attrs.get("experiment") != experiment:
+                got = attrs.get("experiment")
+                raise CorruptBlockError(p, f"it holds a {got!r} block, not a {experiment!r} one")
+            if attrs.get("block") != expected:
+                raise CorruptBlockError(p, f"it holds block {attrs.get('block')!r}")
+            metas = {
+                k: m
+                for k, m in root["consolidated_metadata"]["metadata"].items()
+                if m.get("node_type") == "array"
+            }
+            arrays: dict[str, np.ndarray] = {}
+            dims: dict[str, tuple[str, ...]] = {}
+            fallback = False
+            for key, meta in metas.items():
+                dims[key] = tuple(meta.get("dimension_names") or ())
+                chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
+                ckey = _chunk_key(meta)
+                if ckey is None or list(chunk) != list(meta["shape"]):
+                    fallback = True
+                    continue
+                if f"{key}/{ckey}" not in members:
+                    raise CorruptBlockError(p, f"array {key!r} has no data (member missing)")
+                decoded = _decode(meta, zf.read(f"{key}/{ckey}"))
+                if decoded is None:
+                    fallback = True
+                    continue
+                arrays[key] = decoded
+    except CorruptBlockError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, RuntimeError) as exc:
+        raise CorruptBlockError(p, f"{type(exc).__name__}: {exc}") from None
+    if fallback:
+        arrays.update(_read_with_zarr(p, set(metas) - set(arrays)))
+    want = attrs.get("sweeplab_digest")
+    if not want:
+        raise CorruptBlockError(p, "it has no sweeplab_digest attribute")
+    got = digest(arrays, dims)
+    if got != want:
+        raise CorruptBlockError(p, f"content digest {got[:19]}... differs from the recorded "
+                                f"{str(want)[:19]}...")  # fmt: skip
+    return BlockData(attrs, arrays, dims)
+
+
+def _read_with_zarr(path: Path, names: set[str]) -> dict[str, np.ndarray]:
+    store = ZipStore(path, mode="r")
+    try:
+        group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
+        return {n: np.asarray(group[n][...]) for n in names}
+    except Exception as exc:
+        raise CorruptBlockError(path, f"{type(exc).__name__}: {exc}") from None
+    finally:
+        store.close()
+
+
+def open_block(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a block store with xarray (loaded into memory; the file is closed)."""
+    store = ZipStore(Path(path), mode="r")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            return xr.open_zarr(store, consolidated=True).load()
+    finally:
+        store.close()

@@ -1,0 +1,76 @@
+"""The experiment registry: one module per experiment, everything else derived from it.
+
+``REGISTRY`` maps an experiment's name to its :class:`~.base.Experiment` object. The CLI's
+choices, the Snakemake block rules, targets and aggregate wildcard, the report's figures and the
+config schema's experiment enum (checked by a test) all come from here; see
+``docs/architecture.md`` ("Adding an experiment").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .base import Axis, Block, Experiment, FigureSpec, Var
+from .channel import CHANNEL, channel_geometry
+from .escape import ESCAPE, escape_minimizer
+from .sharpness import SHARPNESS, sharpness_minimizer, sharpness_point
+
+__all__ = [
+    "EXPERIMENTS",
+    "REGISTRY",
+    "Axis",
+    "Block",
+    "Experiment",
+    "FigureSpec",
+    "Var",
+    "block_settings",
+    "blocks_for",
+    "channel_geometry",
+    "escape_minimizer",
+    "get",
+    "parse_block",
+    "sharpness_minimizer",
+    "sharpness_point",
+    "validate_config",
+]
+
+REGISTRY: dict[str, Experiment] = {e.name: e for e in (SHARPNESS, ESCAPE, CHANNEL)}
+EXPERIMENTS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def get(name: str) -> Experiment:
+    """Return the registered experiment ``name`` (``ValueError`` naming the choices)."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown experiment {name!r}; expected one of {EXPERIMENTS}") from None
+
+
+def blocks_for(experiment: str, config: Mapping[str, Any]) -> list[Block]:
+    """Every block of ``experiment`` that ``config`` asks for, in a stable order."""
+    return get(experiment).blocks(config[experiment])
+
+
+def parse_block(experiment: str, name: str) -> Block:
+    """Parse a block name of ``experiment`` back into typed parameters (checks it is canonical)."""
+    return get(experiment).parse_block(name)
+
+
+def block_settings(experiment: str, config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Return the settings block ``name`` depends on: its section minus the grid axes."""
+    exp = get(experiment)
+    return exp.block_settings(config[experiment], exp.parse_block(name))
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Check, for every selected experiment, what the JSON schema cannot.
+
+    Raises
+    ------
+    ValueError
+        Naming the key and the bad value.
+
+    """
+    for name in config.get("experiments", EXPERIMENTS):
+        get(name).validate(config[name])

@@ -1,0 +1,222 @@
+"""Escape experiment: gradient descent started next to a minimizer, for step sizes c·2/λ*."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from distributed import Client
+
+from sweeplab import dmf
+
+from ..canonical import point_seed
+from .base import Axis, Block, Experiment, FigureSpec, Var, chunk_bounds, status_vars
+
+__all__ = ["ESCAPE", "escape_minimizer", "escape_points"]
+
+RETRIES = 2
+DIMS = ("depth", "width", "c", "radius", "seed")
+TRAJ = (*DIMS, "step")
+MINIMIZER = ("depth", "width", "seed", "param")
+OUTCOME_FLAGS = {-1: "none", **dict(enumerate(dmf.OUTCOMES))}
+METHOD_FLAGS = dict(enumerate(dmf.SHARPNESS_METHODS))
+
+SCALARS = (
+    "sharpness_star",
+    "two_over_eta",
+    "eta",
+    "escape_step",
+    "predicted_escape_step",
+    "final_loss",
+    "final_sharpness",
+    "steps_run",
+)
+ARRAYS = ("loss", "distance", "proj_top", "proj_null")
+
+
+def escape_minimizer(depth: int, width: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Return the minimizer of an escape point; independent of ``c`` and the radius.
+
+    Every layer is ``width x width`` (``width = 1``: the all-scalar chain of spec §6).
+    """
+    rng = np.random.default_rng(point_seed(seed, "escape", depth=depth, width=width))
+    if width == 1:
+        return dmf.scalar_minimizer(depth, rng)
+    return dmf.gaussian_minimizer((width,) * (depth + 1), rng)
+
+
+def escape_points(
+    depth: int, width: int, c: float, radius: float, seeds: Sequence[int],
+    settings: Mapping[str, Any],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Run gradient descent for every seed of a block at once (``dmf.escape_batch``)."""
+    minimizers = [escape_minimizer(depth, width, s)[0] for s in seeds]
+    etas = [c * 2.0 / dmf.sharpness(ws) for ws in minimizers]
+    max_steps = int(settings["max_steps"])
+    results = dmf.escape_batch(
+        minimizers,
+        etas,
+        radius=radius,
+        escape_radius=settings["escape_radius"],
+        max_steps=max_steps,
+        checkpoints=dmf.default_checkpoints(max_steps),
+        loss_tol=settings["loss_tol"],
+    )
+    out = []
+    for ws, r in zip(minimizers, results, strict=True):
+        out.append(
+            {
+                "outcome": dmf.OUTCOMES.index(r.outcome),
+                "sharpness_star": r.sharpness_star,
+                "two_over_eta": 2.0 / r.eta,
+                "eta": r.eta,
+                "escape_step": float(r.escape_step) if r.escape_step >= 0 else math.nan,
+                "predicted_escape_step": r.predicted_escape_step,
+                "final_loss": r.final_loss,
+                "final_sharpness": r.final_sharpness,
+                "final_sharpness_method": dmf.SHARPNESS_METHODS.index(r.final_sharpness_method),
+                "period": float(r.period),
+                "contraction_rate": r.contraction_rate,
+                "steps_to_tol": r.steps_to_tol,
+                "steps_run": float(r.steps_run),
+                "loss": np.asarray(r.loss),
+                "distance": np.asarray(r.distance),
+                "proj_top": np.asarray(r.proj_top),
+                "proj_null": np.asarray(r.proj_null),
+                "w_star": np.concatenate([w.ravel() for w in ws]),
+            }
+        )
+    return out
+
+
+def _task(p: Mapping[str, Any], seeds: list[int], settings: Mapping[str, Any]) -> Any:
+    try:
+        return escape_points(p["depth"], p["width"], p["c"], p["radius"], seeds, settings)
+    except Exception as exc:  # recorded on every seed of the batch
+        return exc
+
+
+class Escape(Experiment):
+    """Escape of gradient descent from minimizers sharper than 2/η (spec dmf §6)."""
+
+    name = "escape"
+    axes = (
+        Axis("depth", "depth", int, "1", "number of layers L"),
+        Axis("width", "width", int, "1", "layer width (1 = all-scalar chain)"),
+        Axis("c", "c", float, "1", "step-size factor c = eta lambda* / 2"),
+        Axis("radius", "radius", float, "1", "initial distance r from the minimizer along v_1"),
+        Axis(
+            "seeds",
+            "seeds",
+            str,
+            "1",
+            "seed value (the minimizer's generator derives from seed, depth and width)",
+            dim="seed",
+            kind="chunks",
+            per_block="seeds_per_block",
+        ),
+    )
+    point_dims: ClassVar[dict[str, tuple[str, str]]] = {
+        "step": ("step", "gradient-descent checkpoint step"),
+        "param": ("1", "index into the flattened weights vec(W_1), ..., vec(W_L)"),
+    }
+    variables: ClassVar[dict[str, Var]] = {
+        "outcome": Var(
+            DIMS, "1", "gradient-descent outcome (flag_meanings)", "int8", OUTCOME_FLAGS
+        ),
+        "sharpness_star": Var(DIMS, "1", "exact sharpness lambda* of the starting minimizer"),
+        "two_over_eta": Var(DIMS, "1", "linear-stability limit 2/eta"),
+        "eta": Var(DIMS, "1", "step size eta = c 2 / lambda*"),
+        "escape_step": Var(
+            DIMS, "step", "first step with ||w_t - w*|| > escape radius (nan: never)"
+        ),
+        "predicted_escape_step": Var(
+            DIMS, "step", "linear theory ln(r_esc/r) / ln|1 - eta lambda*|"
+        ),
+        "final_loss": Var(DIMS, "1", "loss at the last step"),
+        "final_sharpness": Var(
+            DIMS, "1", "lambda_max of the Hessian at the last iterate (see final_sharpness_method)"
+        ),
+        "final_sharpness_method": Var(
+            DIMS, "1", "how final_sharpness was computed (flag_meanings)", "int8", METHOD_FLAGS
+        ),
+        "period": Var(
+            DIMS, "step", "period of the orbit along v_1 for edge_of_stability (0: none found)"
+        ),
+        "contraction_rate": Var(
+            DIMS,
+            "1",
+            "per-step contraction rate of the loss envelope at the "
+            "end (unconverged, edge_of_stability)",
+        ),
+        "steps_to_tol": Var(
+            DIMS,
+            "step",
+            "extrapolated further steps to loss_tol (unconverged and still converging; else nan)",
+        ),
+        "steps_run": Var(DIMS, "step", "gradient steps taken"),
+        "loss": Var(TRAJ, "1", "loss at checkpoint steps"),
+        "distance": Var(TRAJ, "1", "||w_t - w*|| at checkpoint steps"),
+        "proj_top": Var(TRAJ, "1", "<w_t - w*, v_1>, projection on the top Hessian eigenvector"),
+        "proj_null": Var(TRAJ, "1", "<w_t - w*, v_N>, projection on a Hessian null direction"),
+        "w_star": Var(
+            MINIMIZER,
+            "1",
+            "starting minimizer w*, vec(W_1), ..., vec(W_L) (layers width x width; nan-padded)",
+        ),
+        **status_vars(DIMS),
+    }
+    figures = (
+        FigureSpec(
+            "escape_contour",
+            "Loss (log10, dimensionless) on the plane through the starting minimizer w* "
+            "(`w_star`) spanned by the top Hessian eigenvector v_1 and a null direction v_N, with "
+            "the GD paths (`proj_top`, `proj_null`) for every c of the deepest chain, first seed.",
+        ),
+        FigureSpec(
+            "escape_steps",
+            "Observed escape step (`escape_step`, steps) against the linear-theory prediction "
+            "ln(r_esc/r)/ln|1-eta lambda*| (`predicted_escape_step`), coloured by c.",
+        ),
+        FigureSpec(
+            "escape_phase",
+            "Outcome (`outcome` codes, flag_meanings) over depth and c, one panel per width, "
+            "first seed and radius.",
+        ),
+    )
+    threads, mem_mb, runtime = 2, 2000, 20
+
+    def inner_coords(
+        self, settings: Mapping[str, Any], block: Block | None = None
+    ) -> dict[str, np.ndarray]:
+        """Checkpoint steps, and the parameter index of ``w_star`` (grid: the largest chain)."""
+        if block is None:
+            n = max(d * w * w for d in settings["depth"] for w in settings["width"])
+        else:
+            n = block.params["depth"] * block.params["width"] ** 2
+        return {
+            "step": dmf.default_checkpoints(int(settings["max_steps"])),
+            "param": np.arange(n, dtype=np.int64),
+        }
+
+    def compute_points(
+        self, block: Block, settings: Mapping[str, Any], client: Client
+    ) -> dict[str, np.ndarray]:
+        """Run the block's seeds as one vectorised Dask task (``dmf.escape_batch``)."""
+        lo, hi = chunk_bounds(block.params["seeds"])
+        seeds = list(range(lo, hi + 1))
+        fut = client.submit(_task, block.params, seeds, dict(settings), retries=RETRIES, pure=False)
+        res = fut.result()
+        data = self.empty_points(len(seeds), settings, block)
+        for i in range(len(seeds)):
+            if isinstance(res, BaseException):
+                self.record_failure(data, i, res)
+                continue
+            for key, value in res[i].items():
+                data[key][i] = value
+        return data
+
+
+ESCAPE = Escape()

@@ -1,0 +1,106 @@
+"""One-file block stores: round trip, any-zarr readability, and detection of damage."""
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from conftest import synthetic_block
+
+from sweeplab.sweep.blockstore import (
+    CorruptBlockError,
+    _read_with_zarr,
+    open_block,
+    read_block,
+    write_block,
+)
+from sweeplab.sweep.experiments import REGISTRY
+
+NAME = "depth~3_width~4_dio~2_family~gauge_seeds~0-1"
+
+
+@pytest.fixture
+def block_file(tmp_path):
+    block = REGISTRY["sharpness"].parse_block(NAME)
+    ds = synthetic_block(block, failed=[1])
+    path = tmp_path / f"{NAME}.zarr.zip"
+    write_block(ds, path)
+    return path, ds
+
+
+def test_one_file_readable_by_plain_zarr_and_xarray(block_file, tmp_path):
+    path, ds = block_file
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporaries left
+    opened = xr.open_zarr(zarr.storage.ZipStore(path, mode="r")).load()
+    for name in ds.data_vars:
+        np.testing.assert_array_equal(opened[name].values, ds[name].values)
+        assert opened[name].attrs["units"] == ds[name].attrs["units"]
+    assert opened.status.attrs["flag_meanings"] == "ok failed"
+    assert open_block(path).attrs["sweeplab_digest"].startswith("sha256:")
+
+
+def test_fast_reader_equals_zarr_reader(block_file):
+    path, ds = block_file
+    fast = read_block(path, "sharpness")
+    slow = _read_with_zarr(path, set(fast.arrays))
+    assert set(fast.arrays) == set(ds.variables)
+    for name, values in fast.arrays.items():
+        np.testing.assert_array_equal(values, np.asarray(slow[name]))
+    assert str(fast.arrays["error"][0, 0, 0, 0, 1]).startswith("RuntimeError: point 1")
+
+
+def _rewrite(path, drop=None, edit=None):
+    """Copy the zip without member ``drop``, or with member ``edit`` replaced by the (valid,
+    same shape and dtype) data of ``exact`` -- a consistent zip whose content changed."""
+    tmp = path.with_suffix(".new")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+        other = src.read("exact/c/0/0/0/0/0")
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == drop:
+                continue
+            if info.filename == edit:
+                data = other
+            dst.writestr(info, data)
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate", "flip-byte", "delete-member", "edit-member", "other-experiment", "renamed"],
+)
+def test_damaged_block_is_named(block_file, tmp_path, damage):
+    path, _ = block_file
+    expected = path
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "flip-byte":  # bit rot inside a member: the zip CRC no longer matches
+        raw = bytearray(path.read_bytes())
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo("exact/c/0/0/0/0/0")
+        raw[info.header_offset + 30 + len(info.filename) + 3] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    elif damage == "delete-member":
+        _rewrite(path, drop="exact/c/0/0/0/0/0")
+    elif damage == "edit-member":  # a consistent zip whose content was changed
+        _rewrite(path, edit="bound/c/0/0/0/0/0")
+    elif damage == "other-experiment":
+        with pytest.raises(CorruptBlockError, match="not a 'escape' one"):
+            read_block(path, "escape")
+        return
+    elif damage == "renamed":
+        expected = path.with_name("depth~3_width~4_dio~2_family~gauge_seeds~2-3.zarr.zip")
+        path.rename(expected)
+    with pytest.raises(CorruptBlockError) as err:
+        read_block(expected, "sharpness")
+    if damage == "edit-member":
+        assert "digest" in str(err.value)
+    assert str(expected) in str(err.value) and "snakemake --force" in str(err.value)
+
+
+def test_block_path_must_be_a_zip(tmp_path):
+    ds = synthetic_block(REGISTRY["sharpness"].parse_block(NAME))
+    with pytest.raises(ValueError, match=r"must end in \.zarr\.zip"):
+        write_block(ds, tmp_path / "x.zarr")
