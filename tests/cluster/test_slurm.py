@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
 
-from sweeplab.sweep import open_dataset
+from sweeplab.sweep import open_block, open_dataset, read_block
 
 pytestmark = pytest.mark.slurm
 
@@ -41,7 +41,8 @@ def jobs(slurm) -> dict[str, dict[str, str]]:
 
 
 def load(path: Path) -> xr.Dataset:
-    ds = open_dataset(path).load().drop_vars(TIMING, errors="ignore")
+    ds = open_block(path) if path.name.endswith(".zip") else open_dataset(path).load()
+    ds = ds.drop_vars(TIMING, errors="ignore")
     ds.attrs = {}
     return ds
 
@@ -51,35 +52,41 @@ def assert_same_results(a: Path, b: Path, experiments) -> None:
     for exp in experiments:
         xr.testing.assert_equal(load(a / "results" / f"{exp}.zarr"),
                                 load(b / "results" / f"{exp}.zarr"))  # fmt: skip
-    blocks_a = sorted(p.relative_to(a) for p in (a / "results" / "blocks").glob("*/*.zarr"))
-    blocks_b = sorted(p.relative_to(b) for p in (b / "results" / "blocks").glob("*/*.zarr"))
+    blocks_a = sorted(p.relative_to(a) for p in (a / "results" / "blocks").glob("*/*.zarr.zip"))
+    blocks_b = sorted(p.relative_to(b) for p in (b / "results" / "blocks").glob("*/*.zarr.zip"))
     assert blocks_a == blocks_b and blocks_a
     for rel in blocks_a:
         xr.testing.assert_equal(load(a / rel), load(b / rel))
 
 
-def test_executor_profile_runs_blocks_as_slurm_jobs(slurm, tiny_run, tmp_path):
+def test_executor_profile_runs_grouped_blocks_as_slurm_jobs(slurm, tiny_run, tmp_path):
     write_config(tmp_path)
+    before = set(jobs(slurm))
     proc = snakemake(tmp_path, *SLURM_ARGS, env=slurm.env, timeout=900)
     assert "SLURM run ID" in proc.stderr
     assert_same_results(tiny_run, tmp_path, ["sharpness", "escape", "channel"])
 
-    # every block store was written inside a Slurm job, and that job completed with the
-    # resources the profile sets (threads -> cpus-per-task, mem_mb -> --mem)
+    # 5 blocks of 3 experiments, grouped per experiment (group-components 20): exactly 3 Slurm
+    # jobs were submitted; aggregate and figures are local rules
     known = jobs(slurm)
-    logs = {p.stem: p for p in (tmp_path / "logs" / "slurm").rglob("*.log")}
-    stores = sorted((tmp_path / "results" / "blocks").glob("*/*.zarr"))
+    submitted = set(known) - before
+    stores = sorted((tmp_path / "results" / "blocks").glob("*/*.zarr.zip"))
     assert len(stores) == 5
-    for store in stores:
-        job_id = open_dataset(store).attrs["slurm_job_id"]
-        assert job_id in logs, f"no batch log for job {job_id} ({store.name})"
+    by_job = {open_block(s).attrs["slurm_job_id"]: s.parent.name for s in stores}
+    assert set(by_job) == submitted and len(submitted) == 3
+    # every block store was written inside its group's Slurm job, which completed with the
+    # resources the registry and the profile set: a group job asks for the CPUs and memory of
+    # one block (cores: 2) and runs its blocks in series
+    logs = {p.stem: p for p in (tmp_path / "logs" / "slurm").rglob("*.log")}
+    for job_id, experiment in by_job.items():
+        assert job_id in logs, f"no batch log for job {job_id} ({experiment})"
         assert known[job_id]["state"] == "COMPLETED"
         assert known[job_id]["cpus"] == "2"
-        rule = f"{store.parent.name}_block"
-        assert rule in known[job_id]["comment"]
-        assert known[job_id]["mem"] == ("4000M" if rule == "sharpness_block" else "2000M")
-        # the block's private Dask cluster took its size from the allocation
-        rule_log = tmp_path / "results" / "logs" / store.parent.name / f"{store.stem}.log"
+        assert f"{experiment}_blocks" in known[job_id]["comment"]
+        assert known[job_id]["mem"] == ("4000M" if experiment == "sharpness" else "2000M")
+    for store in stores:  # the block's private Dask cluster took its size from the allocation
+        name = store.name.removesuffix(".zarr.zip")
+        rule_log = tmp_path / "results" / "logs" / store.parent.name / f"{name}.log"
         assert "private LocalCluster (1 workers x 2 threads)" in rule_log.read_text()
 
     # a dry run through the profile submits nothing: the documented way to test a profile
@@ -116,7 +123,7 @@ def _cancel_running_block(slurm, workdir: Path, block: str, timeout: float = 300
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = [i for i, j in jobs(slurm).items()
-                   if j["state"] == "RUNNING" and block in j["comment"]]  # fmt: skip
+                   if j["state"] == "RUNNING" and "channel_blocks" in j["comment"]]  # fmt: skip
         if running and log.exists() and "batch 1/" in log.read_text():
             slurm.run("scancel", running[0])
             return running[0]
@@ -151,8 +158,8 @@ def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
         out = _finish(proc)
     assert proc.returncode == 0, out[-4000:]
     assert jobs(slurm)[killed]["state"] == "CANCELLED"
-    store = retried / "results" / "blocks" / "channel" / f"{SLOW}.zarr"
-    assert open_dataset(store).attrs["slurm_job_id"] != killed  # written by the retry
+    store = retried / "results" / "blocks" / "channel" / f"{SLOW}.zarr.zip"
+    assert open_block(store).attrs["slurm_job_id"] != killed  # written by the retry
     assert_same_results(local, retried, ["channel"])
     assert not list((retried / "results" / "blocks").glob("*/.*.tmp-*"))
 
@@ -168,9 +175,14 @@ def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
         out = _finish(proc)
     assert proc.returncode != 0
     assert f"SLURM-job '{killed}' failed" in out and "CANCELLED" in out
-    assert not (reported / "results" / "blocks" / "channel" / f"{SLOW}.zarr").exists()
+    channel = reported / "results" / "blocks" / "channel"
+    assert not (channel / f"{SLOW}.zarr.zip").exists()
+    kept = sorted(channel.glob("*.zarr.zip"))  # what the cancelled group finished is whole
+    for store in kept:
+        read_block(store, "channel")
     plan = planned_jobs(snakemake(reported, *SLURM_ARGS, "-n", env=slurm.env))
-    assert plan == {"channel_block": 1, "aggregate": 1, "figures_channel": 1, "default": 1}
+    assert plan == {"channel_block": 2 - len(kept), "aggregate": 1, "figures_channel": 1,
+                    "default": 1}  # fmt: skip
     snakemake(reported, *SLURM_ARGS, env=slurm.env, timeout=900)
     assert_same_results(local, reported, ["channel"])
 
@@ -210,9 +222,10 @@ def test_dask_jobqueue_runs_points_on_slurm_workers(slurm, tmp_path):
         registered += log.exists() and re.search(pattern, log.read_text()) is not None
     assert registered >= 1
     # blocks were light Dask clients of that cluster, not Slurm jobs themselves
-    stores = sorted((remote / "results" / "blocks").glob("*/*.zarr"))
+    stores = sorted((remote / "results" / "blocks").glob("*/*.zarr.zip"))
     assert len(stores) == 4
     for store in stores:
-        assert "slurm_job_id" not in open_dataset(store).attrs
-        rule_log = remote / "results" / "logs" / store.parent.name / f"{store.stem}.log"
+        assert "slurm_job_id" not in open_block(store).attrs
+        name = store.name.removesuffix(".zarr.zip")
+        rule_log = remote / "results" / "logs" / store.parent.name / f"{name}.log"
         assert f"connecting to Dask scheduler at {address}" in rule_log.read_text()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import sharp_section, synthetic_block, write_blocks
+from synth import sharp_section, synthetic_block, write_blocks
 
 from sweeplab.sweep import CorruptBlockError, aggregate, open_dataset
 from sweeplab.sweep.aggregate import MANIFEST

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from conftest import synthetic_block
+from synth import synthetic_block
 
 from sweeplab.sweep.blockstore import (
     CorruptBlockError,

@@ -17,6 +17,7 @@ BIN = Path(sys.executable).parent
 def test_schema_enum_and_sections_match_the_registry():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["properties"]["experiments"]["items"]["enum"] == list(EXPERIMENTS)
+    assert {k for k in schema["properties"] if k not in ("experiments", "dask")} == set(REGISTRY)
     for name, exp in REGISTRY.items():
         section = schema["properties"][name]
         for axis in exp.axes:  # every axis (and chunk size) is a required key of the section

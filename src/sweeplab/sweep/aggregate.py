@@ -24,6 +24,7 @@ Memory is bounded by one cell of every variable plus one block, whatever the num
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -31,14 +32,16 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync as zarr_sync
 
 from .blockstore import BLOCK_SUFFIX, CorruptBlockError, read_block
 from .canonical import format_value
@@ -101,7 +104,7 @@ class Layout:
                 break
         return chunks
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Hash of coordinates, chunks and variable specs: equal means the same store layout."""
         spec = {
@@ -134,7 +137,7 @@ class Layout:
         return product(*(range(n) for n in counts))
 
 
-def _position(layout: Layout, dim: str, values: np.ndarray, path: Path) -> slice:
+def _position(layout: Layout, dim: str, values: np.ndarray, path: str) -> slice:
     """Contiguous slice of the grid covered by a block's coordinate values along ``dim``."""
     index = layout.index[dim]
     try:
@@ -150,6 +153,11 @@ def _position(layout: Layout, dim: str, values: np.ndarray, path: Path) -> slice
     return slice(lo, lo + len(idx))
 
 
+# Chunk keys "c.i.j" rather than "c/i/j": one directory per array instead of one per chunk
+# index level; creating and removing directories is what a copy-on-write update pays for.
+KEY_ENCODING = {"name": "default", "separator": "."}
+
+
 def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.Group:
     group = zarr.open_group(path, mode="w", zarr_format=3, attributes=dict(attrs))
     cattrs = coord_attrs(layout.experiment)
@@ -158,7 +166,7 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
         arr = group.create_array(
             dim, shape=values.shape, dtype=str if is_str else values.dtype,
             dimension_names=(dim,), attributes=cattrs.get(dim, {}),
-            fill_value="" if is_str else None,
+            fill_value="" if is_str else None, chunk_key_encoding=KEY_ENCODING,
         )  # fmt: skip
         arr[...] = values
     for name, var in layout.vars.items():
@@ -170,20 +178,40 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
             fill_value=var.fill,
             dimension_names=var.dims,
             attributes=var.attrs(),
+            chunk_key_encoding=KEY_ENCODING,
         )
     return group
 
 
-def _block_paths(blocks_dir: Path, blocks: Sequence[Block]) -> dict[str, Path]:
-    return {b.name: blocks_dir / f"{b.name}{BLOCK_SUFFIX}" for b in blocks}
+def _block_paths(blocks_dir: Path, blocks: Sequence[Block]) -> dict[str, str]:
+    prefix = os.path.join(blocks_dir, "")
+    return {b.name: f"{prefix}{b.name}{BLOCK_SUFFIX}" for b in blocks}
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _stat(path: str) -> tuple[int, int]:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         raise CorruptBlockError(path, "the file is missing") from None
     return st.st_size, st.st_mtime_ns
+
+
+def _concurrently(coroutines: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Run zarr coroutines together on zarr's event loop (one round trip, not one per array).
+
+    The coroutines must be created before (outside the loop): creating them may call zarr's
+    synchronous API.
+    """
+
+    async def gather() -> list[Any]:
+        return await asyncio.gather(*coroutines)
+
+    return zarr_sync(gather())
+
+
+def _arrays(group: zarr.Group) -> dict[str, zarr.Array]:
+    """Every array of ``group``, opened once (with consolidated metadata: no store reads)."""
+    return dict(group.arrays())
 
 
 class _Cell:
@@ -202,28 +230,32 @@ class _Cell:
 
     def load(self, group: zarr.Group) -> None:
         """Read the cell's current values from ``group`` (a store of the same layout)."""
-        for name, var in self.layout.vars.items():
-            self.buffers[name][...] = np.asarray(group[name][self._sel(var.dims)])
+        arrays = _arrays(group)
+        names = list(self.layout.vars)
+        values = _concurrently(
+            [arrays[n].async_array.getitem(self._sel(self.layout.vars[n].dims)) for n in names]
+        )
+        for name, value in zip(names, values, strict=True):
+            self.buffers[name][...] = np.asarray(value)
 
     def copy_from(self, old: zarr.Group, old_index: Mapping[str, Mapping[str, int]]) -> None:
         """Copy whatever of the cell exists in an old aggregate of another grid."""
+        # per dim: positions in the old grid (src) of the cell's coordinates found there (dst)
+        maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for d, sl in self.slices.items():
+            index = old_index.get(d, {})
+            where = np.array([index.get(_key(v), -1) for v in self.layout.coords[d][sl]])
+            keep = np.flatnonzero(where >= 0)
+            maps[d] = (where[keep], keep)
+        arrays = _arrays(old)
         for name, var in self.layout.vars.items():
-            if name not in old:
+            if name not in arrays or any(maps[d][1].size == 0 for d in var.dims):
                 continue
-            src, dst = [], []
-            for d in var.dims:
-                values = self.layout.coords[d][self.slices[d]]
-                where = [old_index.get(d, {}).get(_key(v), -1) for v in values]
-                keep = [i for i, w in enumerate(where) if w >= 0]
-                if not keep:
-                    break
-                src.append(np.asarray([where[i] for i in keep]))
-                dst.append(np.asarray(keep))
-            else:
-                values = np.asarray(old[name].get_orthogonal_selection(tuple(src)))
-                self.buffers[name][np.ix_(*dst)] = values
+            src = tuple(maps[d][0] for d in var.dims)
+            values = np.asarray(arrays[name].get_orthogonal_selection(src))
+            self.buffers[name][np.ix_(*(maps[d][1] for d in var.dims))] = values
 
-    def put(self, block: Block, path: Path, experiment: str) -> tuple[str, int]:
+    def put(self, block: Block, path: str, experiment: str) -> tuple[str, int]:
         """Read, verify and place one block; return its digest and number of failed points."""
         data = read_block(path, experiment, block.name)
         want = self.layout.experiment.block_coords(block)
@@ -246,8 +278,13 @@ class _Cell:
 
     def write(self, group: zarr.Group) -> None:
         """Write the cell's buffers (chunk-aligned: no read-modify-write across cells)."""
-        for name, var in self.layout.vars.items():
-            group[name][self._sel(var.dims)] = self.buffers[name]
+        arrays = _arrays(group)
+        _concurrently(
+            [
+                arrays[name].async_array.setitem(self._sel(var.dims), self.buffers[name])
+                for name, var in self.layout.vars.items()
+            ]
+        )
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -339,6 +376,9 @@ def _manifest(layout: Layout, entries: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _group_by_cell(layout: Layout, blocks: Sequence[Block]) -> dict[tuple[int, ...], list[Block]]:
+    counts = [-(-len(layout.coords[d]) // layout.chunks[d]) for d in layout.chunked]
+    if all(n == 1 for n in counts):  # one cell: no lookups needed
+        return {tuple(0 for _ in counts): list(blocks)} if blocks else {}
     cells: dict[tuple[int, ...], list[Block]] = {}
     for b in blocks:
         cells.setdefault(layout.cell_of(b), []).append(b)
@@ -366,14 +406,14 @@ def _chunk_files(store: Path, layout: Layout, cell: Sequence[int]) -> list[Path]
     """Return the one chunk file of every variable that ``cell`` covers."""
     where = dict(zip(layout.chunked, cell, strict=True))
     return [
-        store / name / "c" / "/".join(str(where.get(d, 0)) for d in var.dims)
+        store / name / ".".join(["c", *(str(where.get(d, 0)) for d in var.dims)])
         for name, var in layout.vars.items()
     ]
 
 
 def _update(
     exp: Experiment, layout: Layout, out: Path, blocks: Sequence[Block], dirty: Sequence[Block],
-    paths: Mapping[str, Path], stats: Mapping[str, tuple[int, int]], entries: dict[str, Any],
+    paths: Mapping[str, str], stats: Mapping[str, tuple[int, int]], entries: dict[str, Any],
 ) -> AggregateReport:  # fmt: skip
     n = len(blocks)
     if not dirty and set(entries) == set(paths):
@@ -383,7 +423,9 @@ def _update(
     tmp = temporary_name(out)
     try:
         _link_tree(out, tmp)
-        group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
         cells = _group_by_cell(layout, dirty)
         for cell, members in cells.items():
             buf = _Cell(layout, cell)
@@ -409,14 +451,16 @@ def _update(
 
 def _rebuild(
     exp: Experiment, layout: Layout, out: Path, blocks: Sequence[Block],
-    dirty: Sequence[Block], paths: Mapping[str, Path], stats: Mapping[str, tuple[int, int]],
+    dirty: Sequence[Block], paths: Mapping[str, str], stats: Mapping[str, tuple[int, int]],
     entries: dict[str, Any], attrs: Mapping[str, Any], *, old_ok: bool,
 ) -> AggregateReport:  # fmt: skip
     tmp = temporary_name(out)
     old = None
     old_index: dict[str, dict[str, int]] = {}
     if old_ok and entries:
-        old = zarr.open_group(out, mode="r", zarr_format=3, use_consolidated=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            old = zarr.open_group(out, mode="r", zarr_format=3, use_consolidated=True)
         old_index = {
             d: {_key(v): i for i, v in enumerate(np.asarray(old[d][...]))}
             for d in layout.coords if d in old

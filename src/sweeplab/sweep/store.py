@@ -12,6 +12,7 @@ import sys
 import uuid
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,25 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree; its directories are removed in parallel, deepest first.
+
+    Removing a directory costs a few milliseconds of waiting on some file systems (3.5 ms here),
+    independent of other removals: for a store of a few dozen arrays that wait dominates an
+    incremental aggregate update unless the removals overlap.
+    """
+    if not path.exists():
+        return
+    dirs: dict[int, list[str]] = {}
+    for root, _subdirs, files in os.walk(path):
+        for name in files:
+            os.unlink(os.path.join(root, name))
+        dirs.setdefault(root.count(os.sep), []).append(root)
+    with ThreadPoolExecutor(16) as pool:
+        for depth in sorted(dirs, reverse=True):
+            list(pool.map(os.rmdir, dirs[depth]))
+
+
 def swap_into_place(tmp: Path, target: Path) -> None:
     """Move the complete store ``tmp`` to ``target``, replacing a previous one.
 
@@ -97,12 +117,10 @@ def swap_into_place(tmp: Path, target: Path) -> None:
     """
     aside = target.with_name(f".{target.name}.old")
     if target.exists():
-        if aside.exists():
-            shutil.rmtree(aside)
+        remove_tree(aside)
         os.replace(target, aside)
     os.replace(tmp, target)
-    if aside.exists():
-        shutil.rmtree(aside, ignore_errors=True)
+    remove_tree(aside)
 
 
 def recover_aside(target: Path) -> None:

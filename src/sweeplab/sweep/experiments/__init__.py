@@ -1,6 +1,8 @@
 """The experiment registry: one module per experiment, everything else derived from it.
 
-``REGISTRY`` maps an experiment's name to its :class:`~.base.Experiment` object. The CLI's
+Every module of this package (but ``base``) defines ``EXPERIMENT``, an
+:class:`~.base.Experiment`; they are found by name, so adding an experiment edits no list.
+``REGISTRY`` maps an experiment's name to that object, in ``Experiment.order``. The CLI's
 choices, the Snakemake block rules, targets and aggregate wildcard, the report's figures and the
 config schema's experiment enum (checked by a test) all come from here; see
 ``docs/architecture.md`` ("Adding an experiment").
@@ -8,13 +10,15 @@ config schema's experiment enum (checked by a test) all come from here; see
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
 from .base import Axis, Block, Experiment, FigureSpec, Var
-from .channel import CHANNEL, channel_geometry
-from .escape import ESCAPE, escape_minimizer
-from .sharpness import SHARPNESS, sharpness_minimizer, sharpness_point
+from .channel import channel_geometry
+from .escape import escape_minimizer
+from .sharpness import sharpness_minimizer, sharpness_point
 
 __all__ = [
     "EXPERIMENTS",
@@ -35,7 +39,16 @@ __all__ = [
     "validate_config",
 ]
 
-REGISTRY: dict[str, Experiment] = {e.name: e for e in (SHARPNESS, ESCAPE, CHANNEL)}
+
+def _discover() -> dict[str, Experiment]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            found.append(importlib.import_module(f"{__name__}.{info.name}").EXPERIMENT)
+    return {e.name: e for e in sorted(found, key=lambda e: (e.order, e.name))}
+
+
+REGISTRY: dict[str, Experiment] = _discover()
 EXPERIMENTS: tuple[str, ...] = tuple(REGISTRY)
 
 

@@ -14,7 +14,7 @@ from sweeplab import mcvd
 from ..canonical import point_seed
 from .base import Axis, Block, Experiment, FigureSpec, Var, status_vars
 
-__all__ = ["CHANNEL", "channel_geometry"]
+__all__ = ["CHANNEL", "EXPERIMENT", "channel_geometry"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class Channel(Experiment):
     """Simulated channel response of an absorbing sphere near a plane vs the analytic models."""
 
     name = "channel"
+    order = 30
     axes = (
         Axis(
             "geometry",
@@ -228,4 +229,4 @@ class Channel(Experiment):
         return mcvd.combine(results)
 
 
-CHANNEL = Channel()
+EXPERIMENT = CHANNEL = Channel()

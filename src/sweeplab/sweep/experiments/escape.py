@@ -14,7 +14,7 @@ from sweeplab import dmf
 from ..canonical import point_seed
 from .base import Axis, Block, Experiment, FigureSpec, Var, chunk_bounds, status_vars
 
-__all__ = ["ESCAPE", "escape_minimizer", "escape_points"]
+__all__ = ["ESCAPE", "EXPERIMENT", "escape_minimizer", "escape_points"]
 
 RETRIES = 2
 DIMS = ("depth", "width", "c", "radius", "seed")
@@ -102,6 +102,7 @@ class Escape(Experiment):
     """Escape of gradient descent from minimizers sharper than 2/η (spec dmf §6)."""
 
     name = "escape"
+    order = 20
     axes = (
         Axis("depth", "depth", int, "1", "number of layers L"),
         Axis("width", "width", int, "1", "layer width (1 = all-scalar chain)"),
@@ -219,4 +220,4 @@ class Escape(Experiment):
         return data
 
 
-ESCAPE = Escape()
+EXPERIMENT = ESCAPE = Escape()

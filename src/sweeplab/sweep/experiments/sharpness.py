@@ -15,7 +15,7 @@ from sweeplab import dmf
 from ..canonical import point_seed
 from .base import Axis, Block, Experiment, FigureSpec, Var, chunk_bounds, status_vars
 
-__all__ = ["SHARPNESS", "sharpness_minimizer", "sharpness_point"]
+__all__ = ["EXPERIMENT", "SHARPNESS", "sharpness_minimizer", "sharpness_point"]
 
 RETRIES = 2  # a task whose worker dies is resubmitted this many times
 
@@ -95,6 +95,7 @@ class Sharpness(Experiment):
     """Exact sharpness at minimizers of four families, with every independent check."""
 
     name = "sharpness"
+    order = 10
     axes = (
         Axis("depth", "depth", int, "1", "number of layers L"),
         Axis("width", "width", int, "1", "hidden width"),
@@ -172,4 +173,4 @@ class Sharpness(Experiment):
         return data
 
 
-SHARPNESS = Sharpness()
+EXPERIMENT = SHARPNESS = Sharpness()
