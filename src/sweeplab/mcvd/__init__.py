@@ -1,9 +1,11 @@
-"""Molecular communication via diffusion near a reflecting plane (spec: mcvd.md).
+"""Molecular communication via diffusion near reflecting planes (spec: mcvd.md, mcvd_exact.md).
 
-Units: µm, s, µm²/s. The reflecting plane is ``x = 0`` and the fluid is ``x >= 0``.
+Units: µm, s, µm²/s. The reflecting plane is ``x = 0`` and the fluid is ``x >= 0``; a slab adds a
+second reflecting plane ``x = W`` (``Geometry(..., slab_width=W)``).
 """
 
 from .analytic import (
+    ALL_MODELS,
     MODELS,
     absorbed_fraction,
     erfc_terms,
@@ -11,7 +13,9 @@ from .analytic import (
     image_charges,
     steady_state_fraction,
 )
+from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
 from .geometry import Geometry
+from .metrics import Estimate, isi_taps, peak, received_fraction
 from .simulator import (
     CORRECTIONS,
     SimulationResult,
@@ -25,8 +29,10 @@ from .simulator import (
 )
 
 __all__ = [
+    "ALL_MODELS",
     "CORRECTIONS",
     "MODELS",
+    "Estimate",
     "Geometry",
     "SimulationResult",
     "absorbed_fraction",
@@ -34,9 +40,15 @@ __all__ = [
     "combine",
     "cumulative_fraction",
     "erfc_terms",
+    "exact_absorbed_fraction",
+    "exact_hitting_rate",
     "hitting_rate",
     "image_charges",
+    "isi_taps",
+    "laplace_hitting",
+    "peak",
     "plan_batches",
+    "received_fraction",
     "simulate",
     "simulate_batch",
     "simulate_image_pair",

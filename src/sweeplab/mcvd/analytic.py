@@ -1,8 +1,9 @@
-"""Closed-form channel responses: free space (exact), first-order half-space, exact F(∞).
+"""Channel responses: free space (exact), first-order closed forms, the exact model, exact F(∞).
 
 All functions take a :class:`~sweeplab.mcvd.geometry.Geometry` and times in s. Every closed form
 here is a sum of terms ``c_k erfc(a_k / sqrt(4 D t))``, so the hitting rate follows by the generic
 rule ``f(t) = Σ c_k a_k / sqrt(4π D t³) exp(−a_k² / (4 D t))`` and ``F(∞) = Σ c_k`` (spec §2).
+``model="exact"`` is the numerically exact solution of :mod:`sweeplab.mcvd.exact` (spec §10).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import erfc
+from scipy.special import erfc, erfcinv
 
+from .exact import DEFAULT_TOL, exact_absorbed_fraction, exact_hitting_rate
 from .geometry import Geometry
 
 __all__ = [
+    "ALL_MODELS",
     "MODELS",
     "absorbed_fraction",
     "erfc_terms",
@@ -24,7 +27,17 @@ __all__ = [
     "steady_state_fraction",
 ]
 
-MODELS = ("free", "first-order", "first-order-convolved")
+#: Closed forms (sums of erfc terms, see :func:`erfc_terms`).
+MODELS = ("free", "first-order", "first-order-convolved", "image-chain")
+#: Every model accepted by :func:`absorbed_fraction`, :func:`hitting_rate` and
+#: :func:`steady_state_fraction`: the closed forms and the exact solution.
+ALL_MODELS = (*MODELS, "exact")
+
+
+def _model(model: str) -> str:
+    if model not in ALL_MODELS:
+        raise ValueError(f"model must be one of {ALL_MODELS}, got {model!r}")
+    return model
 
 
 def _times(t: ArrayLike) -> NDArray[np.float64]:
@@ -35,17 +48,32 @@ def _times(t: ArrayLike) -> NDArray[np.float64]:
     return arr
 
 
-def erfc_terms(geometry: Geometry, model: str = "first-order") -> list[tuple[float, float]]:
+def erfc_terms(
+    geometry: Geometry,
+    model: str = "first-order",
+    *,
+    t_max: float | None = None,
+    order: int | None = None,
+) -> list[tuple[float, float]]:
     """Return the ``(c_k, a_k)`` with ``F(t) = Σ c_k erfc(a_k / sqrt(4 D t))`` for a model.
 
     Parameters
     ----------
     geometry : Geometry
         The channel. With ``wall=False`` every model is the exact free-space result.
-    model : {"free", "first-order", "first-order-convolved"}
+    model : {"free", "first-order", "first-order-convolved", "image-chain"}
         ``"free"``: Yilmaz et al. (2014), the RX alone in free space (ignores the wall).
         ``"first-order"``: the paper's half-space form (spec §4); ``"first-order-convolved"``: its
         variant with the exchanged distances in the second erfc of each receiver (spec §4).
+        In a slab both are the two-mirror form of spec §8 (see :func:`_lattice_terms`).
+        ``"image-chain"``: the order-``n`` Kelvin image chain (half-space; see
+        :func:`_chain_terms`).
+    t_max : float, optional
+        Largest time (s) the terms will be used at; required for a slab, whose image lattice is
+        truncated to the terms that matter up to ``t_max`` (see :data:`LATTICE_TOL`).
+    order : int, optional
+        ``"image-chain"`` only: chain length ``n >= 1`` (``2n`` erfc terms); default: until the
+        image charges fall below 1e-14, where its ``F(∞)`` is the exact image-charge series.
 
     Returns
     -------
@@ -53,13 +81,39 @@ def erfc_terms(geometry: Geometry, model: str = "first-order") -> list[tuple[flo
         Coefficients ``c_k`` (dimensionless) and distances ``a_k`` (µm, > 0).
 
     """
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    c, a = _terms(geometry, model, t_max, order)
+    return list(zip(c.tolist(), a.tolist(), strict=True))
+
+
+#: Truncation of the slab's first-order image lattice: every left-out term is at most
+#: ``|c_k| · LATTICE_TOL`` at ``t <= t_max`` (its erfc argument exceeds ``erfcinv(LATTICE_TOL)``).
+LATTICE_TOL = 1e-12
+
+
+def _terms(
+    geometry: Geometry, model: str, t_max: float | None, order: int | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    if model == "exact" or _model(model) not in MODELS:
+        raise ValueError(f"model must be one of {MODELS} (closed forms), got {model!r}")
+    if order is not None:
+        if model != "image-chain":
+            raise ValueError(f"order applies to model 'image-chain' only, got model {model!r}")
+        if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 1:
+            raise ValueError(f"order must be an integer >= 1 (chain length), got {order!r}")
     rr = geometry.radius
     r0 = geometry.distance
-    free = [(rr / r0, r0 - rr)]
     if model == "free" or not geometry.wall:
-        return free
+        return np.array([rr / r0]), np.array([r0 - rr])
+    if model == "image-chain":
+        if geometry.is_slab:
+            raise ValueError("model 'image-chain' is for a half-space; use 'exact' in a slab")
+        return _chain_terms(geometry, order)
+    if geometry.is_slab:
+        if t_max is None or not (math.isfinite(t_max) and t_max >= 0):
+            raise ValueError(
+                f"t_max must be a finite time >= 0 s for a slab's image lattice, got {t_max!r}"
+            )
+        return _lattice_terms(geometry, model, t_max)
     p = np.asarray(geometry.tx)
     c = np.asarray(geometry.rx)
     cp = np.asarray(geometry.image_rx)
@@ -72,16 +126,104 @@ def erfc_terms(geometry: Geometry, model: str = "first-order") -> list[tuple[flo
         a1, a2 = r0 + rho - 2 * rr, r0p + rhop - 2 * rr
     else:
         a1, a2 = r0p + rho - 2 * rr, r0 + rhop - 2 * rr
-    return [
-        (rr / r0, r0 - rr),
-        (-(rr**2) / (r0p * rho), a1),
-        (rr / r0p, r0p - rr),
-        (-(rr**2) / (r0 * rhop), a2),
-    ]
+    return (
+        np.array([rr / r0, -(rr**2) / (r0p * rho), rr / r0p, -(rr**2) / (r0 * rhop)]),
+        np.array([r0 - rr, a1, r0p - rr, a2]),
+    )
+
+
+def _chain_terms(
+    geometry: Geometry, order: int | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Order-``n`` Kelvin image chain: the paper's construction continued (half-space).
+
+    The half-space channel is free space with two absorbing spheres, the RX ``A`` (centre ``c``)
+    and its image ``B`` (``c'``) (spec §3). A chain is a sequence of alternating spheres
+    ``S_1, S_2, …, S_k`` (two chains per length, starting with ``A`` or ``B``). Its Kelvin images
+    of the TX: ``z_0 = p``, ``z_i`` = inverse of ``z_{i−1}`` in ``S_i`` with charge
+    ``Q_i = −Q_{i−1} r_r / |z_{i−1} − o_i|`` (``Q_0 = 1``, ``o_i`` the centre of ``S_i``);
+    ``−Q_k`` is the chain's share of ``F(∞)`` (the induced charge of the grounded spheres), so
+    summing every chain up to length ``n`` and letting ``n → ∞`` gives the exact image-charge
+    series of spec §5 (by reciprocity). Its time dependence is ``erfc(L / √(4Dt))`` with ``L``
+    the length of the path from ``p`` that touches ``S_1, …, S_k`` in turn, each at the point
+    nearest to the previous one (``h_0 = p``, ``h_i = o_i + r_r (h_{i−1} − o_i)/|h_{i−1} − o_i|``,
+    ``L = Σ (|h_{i−1} − o_i| − r_r)``). Order 1 is two free-space receivers; order 2 has the
+    paper's coefficients (spec §4) with these path lengths instead of its distances.
+    """
+    rr = geometry.radius
+    p = np.asarray(geometry.tx, dtype=np.float64)
+    centres = (np.asarray(geometry.rx, dtype=np.float64), np.asarray(geometry.image_rx, float))
+    coef: list[float] = []
+    dist: list[float] = []
+    limit = 100_000 if order is None else int(order)
+    for start in (0, 1):
+        z, h, q, length, sphere = p, p, 1.0, 0.0, start
+        for k in range(1, limit + 1):
+            o = centres[sphere]
+            dz = float(np.linalg.norm(z - o))
+            dh = float(np.linalg.norm(h - o))
+            q = -q * rr / dz
+            z = o + (rr / dz) ** 2 * (z - o)
+            length += dh - rr
+            h = o + rr * (h - o) / dh
+            coef.append(-q)
+            dist.append(length)
+            sphere = 1 - sphere
+            if order is None and abs(q) < 1e-14:
+                break
+            if k == limit:
+                if order is None:
+                    raise ValueError(
+                        f"image chain did not reach |Q| < 1e-14 within {limit} images "
+                        f"(gap {geometry.gap:.3g} µm too small)"
+                    )
+    return np.asarray(coef), np.asarray(dist)
+
+
+def _lattice_terms(
+    geometry: Geometry, model: str, t_max: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """First-order two-mirror form (spec §8): the RX lattice with pairwise corrections.
+
+    The planes ``x = 0`` and ``x = W`` fold the RX into the lattice ``c_j = (2nW ± x_R, y_R,
+    z_R)``. With ``r_j = |p − c_j|``, the Kelvin inverse ``q_k = c_k + (r_r/r_k)² (p − c_k)`` of
+    the TX in receiver ``k`` and ``ρ_jk = |c_j − q_k|``, the paper's first-order multi-receiver
+    form reads ``F = Σ_j [(r_r/r_j) erfc((r_j − r_r)/√(4Dt)) − Σ_{k≠j} r_r²/(r_k ρ_jk)
+    erfc((r_j + ρ_jk − 2r_r)/√(4Dt))]`` (``r_k + ρ_jk`` in the convolved variant); for one
+    image it is spec §4. Terms whose erfc argument at ``t_max`` exceeds ``erfcinv(LATTICE_TOL)``
+    are left out. Its ``F(∞)`` diverges (the lattice sums ``Σ 1/r_j`` do), so the form is only
+    meaningful while ``sqrt(4 D t)`` is not much larger than ``W``.
+    """
+    rr = geometry.radius
+    w = float(geometry.slab_width)  # type: ignore[arg-type]
+    p = np.asarray(geometry.tx)
+    cutoff = float(erfcinv(LATTICE_TOL)) * math.sqrt(4.0 * geometry.D * t_max) + rr
+    # every kept term has r_j <= cutoff + r_r and ρ_jk <= cutoff + r_r, so |p − c_k| <= 2 cutoff
+    reach = 2.0 * cutoff + 2.0 * rr
+    n_max = math.ceil((reach + w) / (2.0 * w))
+    n = np.arange(-n_max, n_max + 1)
+    xs = np.concatenate([2 * w * n + geometry.rx[0], 2 * w * n - geometry.rx[0]])
+    centres = np.column_stack(
+        [xs, np.full(xs.size, geometry.rx[1]), np.full(xs.size, geometry.rx[2])]
+    )
+    r = np.linalg.norm(centres - p, axis=1)
+    keep = r <= reach
+    centres, r = centres[keep], r[keep]
+    q = centres + ((rr / r) ** 2)[:, None] * (p - centres)
+    rho = np.linalg.norm(centres[:, None, :] - q[None, :, :], axis=2)  # rho[j, k] = |c_j − q_k|
+    off = ~np.eye(r.size, dtype=bool)
+    coef = -(rr**2) / (r[None, :] * np.where(off, rho, 1.0))
+    dist = (r[:, None] if model == "first-order" else r[None, :]) + rho - 2 * rr
+    pair = off & (dist <= cutoff)
+    direct = r - rr <= cutoff
+    return (
+        np.concatenate([rr / r[direct], coef[pair]]),
+        np.concatenate([r[direct] - rr, dist[pair]]),
+    )
 
 
 def absorbed_fraction(
-    geometry: Geometry, t: ArrayLike, model: str = "first-order"
+    geometry: Geometry, t: ArrayLike, model: str = "first-order", *, order: int | None = None
 ) -> NDArray[np.float64]:
     """Cumulative fraction ``F(t)`` of released molecules absorbed by the RX up to time ``t``.
 
@@ -91,9 +233,13 @@ def absorbed_fraction(
         The channel.
     t : array_like
         Times (s), >= 0; any shape. ``F(0) = 0``.
-    model : {"free", "first-order", "first-order-convolved"}
+    model : {"free", "first-order", "first-order-convolved", "image-chain", "exact"}
         See :func:`erfc_terms`. Exact for ``"free"`` and for ``wall=False``; the half-space forms
         are the paper's first-order approximation (they underestimate absorption near the wall).
+        ``"exact"``: the exact solution for a half-space or slab (spec §10), absolute error
+        <= 1e-10 (:func:`sweeplab.mcvd.exact.exact_absorbed_fraction`).
+    order : int, optional
+        Chain length of ``"image-chain"`` (see :func:`erfc_terms`).
 
     Returns
     -------
@@ -101,17 +247,23 @@ def absorbed_fraction(
         Same shape as ``t``, dimensionless, in ``[0, 1]``.
 
     """
+    if _model(model) == "exact" and geometry.wall:
+        return exact_absorbed_fraction(geometry, t, tol=DEFAULT_TOL)
     tt = _times(t)
     out = np.zeros_like(tt)
     pos = tt > 0
-    s = np.sqrt(4.0 * geometry.D * tt[pos])
-    for ck, ak in erfc_terms(geometry, model):
-        out[pos] += ck * erfc(ak / s)
+    if not np.any(pos):
+        return out
+    tp = tt[pos]
+    ck, ak = _terms(geometry, "free" if model == "exact" else model, float(tp.max()), order)
+    s = np.sqrt(4.0 * geometry.D * tp)
+    for i in range(0, ck.size, 256):  # blocks of terms bound the temporary to 256 x len(t)
+        out[pos] += ck[i : i + 256] @ erfc(ak[i : i + 256, None] / s[None, :])
     return out
 
 
 def hitting_rate(
-    geometry: Geometry, t: ArrayLike, model: str = "first-order"
+    geometry: Geometry, t: ArrayLike, model: str = "first-order", *, order: int | None = None
 ) -> NDArray[np.float64]:
     """Hitting rate ``f(t) = dF/dt`` (1/s): the absorption probability density in time.
 
@@ -121,8 +273,10 @@ def hitting_rate(
         The channel.
     t : array_like
         Times (s), >= 0; any shape. ``f(0) = 0``.
-    model : {"free", "first-order", "first-order-convolved"}
-        See :func:`erfc_terms`.
+    model : {"free", "first-order", "first-order-convolved", "image-chain", "exact"}
+        See :func:`absorbed_fraction`.
+    order : int, optional
+        Chain length of ``"image-chain"`` (see :func:`erfc_terms`).
 
     Returns
     -------
@@ -130,14 +284,20 @@ def hitting_rate(
         Same shape as ``t``, in 1/s.
 
     """
+    if _model(model) == "exact" and geometry.wall:
+        return exact_hitting_rate(geometry, t, tol=DEFAULT_TOL)
     tt = _times(t)
     out = np.zeros_like(tt)
     pos = tt > 0
+    if not np.any(pos):
+        return out
     tp = tt[pos]
+    ck, ak = _terms(geometry, "free" if model == "exact" else model, float(tp.max()), order)
     four_dt = 4.0 * geometry.D * tp
     pref = 1.0 / np.sqrt(math.pi * four_dt * tp**2)
-    for ck, ak in erfc_terms(geometry, model):
-        out[pos] += ck * ak * pref * np.exp(-(ak**2) / four_dt)
+    for i in range(0, ck.size, 256):
+        c, a = ck[i : i + 256], ak[i : i + 256]
+        out[pos] += ((c * a) @ np.exp(-(a[:, None] ** 2) / four_dt[None, :])) * pref
     return out
 
 
@@ -158,6 +318,8 @@ def image_charges(
         Their positions (µm).
 
     """
+    if not geometry.wall or geometry.is_slab:
+        raise ValueError("image_charges needs a half-space geometry (wall=True, slab_width=None)")
     rr = geometry.radius
     centres = (np.asarray(geometry.rx), np.asarray(geometry.image_rx))
     charges: list[float] = []
@@ -185,16 +347,42 @@ def image_charges(
     return np.asarray(charges), np.asarray(positions)
 
 
-def steady_state_fraction(geometry: Geometry) -> float:
-    """Exact long-time absorbed fraction ``F(∞)`` (dimensionless).
+def steady_state_fraction(
+    geometry: Geometry, model: str = "exact", *, order: int | None = None
+) -> float:
+    """Long-time absorbed fraction ``F(∞)`` (dimensionless).
 
-    Free space: ``r_r / r_0``. Half-space: the harmonic measure ``u(p)`` of the RX and its image
-    (``u = 1`` on both spheres, ``u → 0`` at infinity) from the image-charge series of
-    :func:`image_charges`. This is exact (to the series tolerance, 1e-14), unlike the first-order
-    form's ``F(∞)``, which underestimates it (spec §5).
+    Parameters
+    ----------
+    geometry : Geometry
+        The channel.
+    model : {"exact", "free", "first-order", "first-order-convolved", "image-chain"}
+        ``"exact"`` (default). Free space: ``r_r / r_0``. Half-space: the harmonic measure
+        ``u(p)`` of the RX and its image (``u = 1`` on both spheres, ``u → 0`` at infinity) from
+        the image-charge series of :func:`image_charges`, exact to the series tolerance (1e-14),
+        unlike the first-order form's ``F(∞)``, which underestimates it (spec §5). Slab: exactly
+        1, because the molecule's motion parallel to the planes is a 2-D Brownian motion, which is
+        recurrent: it returns arbitrarily close to the RX's axis infinitely often, and each return
+        gives it a chance bounded below (the normal coordinate is an ergodic reflected motion on
+        ``[0, W]``) to hit the RX, so it is absorbed with probability one (the hitting time has
+        infinite mean, ``1 − F(t) ~ const / log t``).
+        Closed forms: ``Σ c_k`` of :func:`erfc_terms` (diverges for the first-order forms in a
+        slab: ValueError).
+    order : int, optional
+        Chain length of ``"image-chain"`` (see :func:`erfc_terms`).
+
     """
+    if _model(model) != "exact":
+        if geometry.is_slab and model != "free":
+            raise ValueError(
+                f"model {model!r} has no finite F(∞) in a slab (its image-lattice sums diverge); "
+                "use model='exact' (F(∞) = 1)"
+            )
+        return float(sum(c for c, _ in erfc_terms(geometry, model, order=order)))
     if not geometry.wall:
         return geometry.radius / geometry.distance
+    if geometry.is_slab:
+        return 1.0
     q, s = image_charges(geometry)
     p = np.asarray(geometry.tx)
     return float(np.sum(q / np.linalg.norm(p - s, axis=1)))

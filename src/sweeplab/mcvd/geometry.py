@@ -1,4 +1,7 @@
-"""Channel geometry: point transmitter, absorbing spherical receiver, reflecting plane ``x = 0``.
+"""Channel geometry: point transmitter, absorbing spherical receiver, reflecting plane(s).
+
+Free space, the half-space ``x >= 0`` (reflecting plane ``x = 0``) or the slab ``0 <= x <= W``
+(reflecting planes ``x = 0`` and ``x = W``).
 
 Units throughout :mod:`sweeplab.mcvd`: lengths in µm, times in s, diffusion coefficients in µm²/s.
 """
@@ -41,9 +44,28 @@ def _positive(name: str, value: float, unit: str) -> float:
     return v
 
 
+def _slab_width(value: object, radius: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise ValueError(
+            f"slab_width must be None (half-space) or a finite number > 2 * radius = "
+            f"{2 * radius:.6g} µm, got {value!r}"
+        )
+    w = float(value)
+    if not (math.isfinite(w) and w > 2 * radius):
+        raise ValueError(
+            f"slab_width must be finite and > 2 * radius = {2 * radius:.6g} µm "
+            f"(the receiver must fit between the planes), got {value!r}"
+        )
+    return w
+
+
 @dataclass(frozen=True)
 class Geometry:
-    """A molecular channel: point TX, absorbing sphere RX, optional reflecting plane ``x = 0``.
+    """A molecular channel: point TX, absorbing sphere RX, optional reflecting plane(s).
 
     Parameters
     ----------
@@ -59,6 +81,10 @@ class Geometry:
     wall : bool
         ``True``: reflecting plane at ``x = 0`` with fluid in ``x >= 0`` (half-space);
         ``False``: unbounded free space.
+    slab_width : float or None
+        ``None`` (default): one plane (half-space) if ``wall``. A number ``W`` (µm): a second
+        reflecting plane at ``x = W``, fluid in ``0 <= x <= W`` (slab; needs ``wall=True``). Must be
+        finite and ``> 2 * radius``; then ``0 <= x_T <= W`` and ``radius < x_R < W − radius``.
 
     Raises
     ------
@@ -72,6 +98,7 @@ class Geometry:
     radius: float
     D: float
     wall: bool = True
+    slab_width: float | None = None
 
     def __post_init__(self) -> None:
         tx = _point("tx", self.tx)
@@ -87,6 +114,13 @@ class Geometry:
         object.__setattr__(self, "radius", radius)
         object.__setattr__(self, "D", d)
         object.__setattr__(self, "wall", bool(self.wall))
+        width = _slab_width(self.slab_width, radius)
+        if width is not None and not self.wall:
+            raise ValueError(
+                f"slab_width = {width:.6g} µm needs wall=True (a slab has two reflecting planes); "
+                "use slab_width=None for free space"
+            )
+        object.__setattr__(self, "slab_width", width)
         r0 = math.dist(tx, rx)
         if r0 <= radius:
             raise ValueError(
@@ -103,6 +137,18 @@ class Geometry:
                     f"receiver crosses or touches the reflecting plane: rx x-coordinate "
                     f"{rx[0]:.6g} µm must be > radius = {radius:.6g} µm "
                     f"(gap {rx[0] - radius:.6g} µm must be > 0)"
+                )
+        if width is not None:
+            if tx[0] > width:
+                raise ValueError(
+                    f"tx x-coordinate {tx[0]:.6g} µm is beyond the second reflecting plane; "
+                    f"must be in [0, slab_width = {width:.6g}] µm"
+                )
+            if rx[0] >= width - radius:
+                raise ValueError(
+                    f"receiver crosses or touches the second reflecting plane: rx x-coordinate "
+                    f"{rx[0]:.6g} µm must be < slab_width − radius = {width - radius:.6g} µm "
+                    f"(gap {width - radius - rx[0]:.6g} µm must be > 0)"
                 )
 
     # --- derived quantities -------------------------------------------------------------
@@ -125,3 +171,21 @@ class Geometry:
     def gap(self) -> float:
         """Gap between the RX surface and the plane, ``x_R − r_r`` (µm); inf in free space."""
         return self.rx[0] - self.radius if self.wall else math.inf
+
+    @property
+    def far_gap(self) -> float:
+        """Gap between the RX surface and the plane ``x = W``, ``W − x_R − r_r`` (µm).
+
+        ``inf`` for a half-space or free space.
+        """
+        return math.inf if self.slab_width is None else self.slab_width - self.rx[0] - self.radius
+
+    @property
+    def min_gap(self) -> float:
+        """Smallest gap between the RX surface and a reflecting plane (µm); inf in free space."""
+        return min(self.gap, self.far_gap)
+
+    @property
+    def is_slab(self) -> bool:
+        """``True`` for two reflecting planes (``x = 0`` and ``x = slab_width``)."""
+        return self.slab_width is not None

@@ -12,13 +12,33 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["JUMP_Z", "walk"]
+__all__ = ["JUMP_Z", "reflect", "walk"]
 
 #: Safety factor of the far-field jumps: a molecule at distance ``d`` from the nearest receiver
 #: surface may jump ``m`` steps at once when ``d >= sqrt(3) * JUMP_Z * sqrt(2 D m dt)``. The
 #: probability that the skipped path touched the receiver is then below
 #: ``12 * Phi_c(JUMP_Z) ≈ 1.5e-11`` per jump (reflection principle per coordinate, union bound).
 JUMP_Z = 7.0
+
+
+@numba.njit(cache=True, nogil=True)
+def reflect(x: float, wall: bool, width: float) -> float:
+    """Fold a free coordinate ``x`` (µm) into the fluid: the reflecting plane(s) in closed form.
+
+    ``width > 0``: planes ``x = 0`` and ``x = width``; reflected Brownian motion in the interval
+    is the free motion folded by ``x mod 2W`` then ``x ← 2W − x`` above ``W`` (exact in
+    distribution, for a move of any length). ``width <= 0`` and ``wall``: the half-space,
+    ``x ← |x|``. Neither: free space, ``x`` unchanged.
+    """
+    if width > 0.0:
+        period = 2.0 * width
+        x = x - period * math.floor(x / period)
+        if x > width:
+            x = period - x
+        return x
+    if wall and x < 0.0:
+        return -x
+    return x
 
 
 @numba.njit(cache=True, nogil=True)
@@ -32,6 +52,7 @@ def walk(
     dt: float,
     n_steps: int,
     wall: bool,
+    width: float,
     bridge: bool,
     jumps: bool,
     counts: np.ndarray,
@@ -58,6 +79,9 @@ def walk(
         Number of steps.
     wall : bool
         Mirror-reflect at the plane ``x = 0`` after every move (``x ← |x|``).
+    width : float
+        If > 0 (needs ``wall``), a second reflecting plane at ``x = width``: every move (one step
+        or a far-field jump) is folded into ``[0, width]`` by :func:`reflect`.
     bridge : bool
         Apply the Brownian-bridge crossing correction (absorb with probability
         ``exp(−d_1 d_2 / (D τ))`` for a move of duration ``τ`` between surface distances
@@ -105,8 +129,7 @@ def walk(
             x += s * rng.standard_normal()
             y += s * rng.standard_normal()
             z += s * rng.standard_normal()
-            if wall and x < 0.0:
-                x = -x
+            x = reflect(x, wall, width)
             k += m
             moves += 1
             absorbed = False

@@ -1,11 +1,13 @@
 """Particle-based Monte Carlo simulator of the channel (spec §6), batched for Dask.
 
 Each molecule performs the reference algorithm of spec §6 per step ``Δt``: Gaussian move of
-standard deviation ``sqrt(2 D Δt)`` per coordinate, mirror reflection at the plane (``x ← |x|``),
+standard deviation ``sqrt(2 D Δt)`` per coordinate, mirror reflection at the plane (``x ← |x|``;
+in a slab of width ``W`` the fold ``x mod 2W``, then ``2W − x`` above ``W``),
 end-of-step absorption (``|X − c| <= r_r``) and, with ``correction="bridge"``, absorption with the
 Brownian-bridge crossing probability ``exp(−d_1 d_2 / (D Δt))``. While a molecule is far from the
 receiver it moves ``m`` steps at once with one Gaussian of variance ``2 D m Δt`` (exact in
-distribution for free and reflected Brownian motion); ``m`` is chosen so that the skipped path
+distribution for free and reflected Brownian motion, in a half-space or a slab, because folding the
+free motion is exact for any move length); ``m`` is chosen so that the skipped path
 touches the receiver with probability below 1.5e-11 per jump (see
 :data:`sweeplab.mcvd.kernel.JUMP_Z`), far below any statistical error of a run.
 
@@ -149,6 +151,7 @@ def _run(
     radius: float,
     d_coef: float,
     wall: bool,
+    width: float | None,
     t_end: float,
     dt: float,
     n_molecules: int,
@@ -172,6 +175,7 @@ def _run(
         float(dt),
         n_steps,
         bool(wall),
+        0.0 if width is None else float(width),
         bridge,
         bool(jumps),
         counts,
@@ -205,7 +209,8 @@ def simulate_batch(
     Parameters
     ----------
     geometry : Geometry
-        The channel (half-space if ``geometry.wall``, else free space).
+        The channel: free space, half-space (``geometry.wall``) or slab
+        (``geometry.slab_width``).
     t_end : float
         Duration (s); ``t_end / dt`` must be an integer.
     dt : float
@@ -227,7 +232,7 @@ def simulate_batch(
     """
     centres = np.asarray([geometry.rx], dtype=np.float64)
     return _run(
-        geometry.tx, centres, geometry.radius, geometry.D, geometry.wall,
+        geometry.tx, centres, geometry.radius, geometry.D, geometry.wall, geometry.slab_width,
         t_end, dt, n_molecules, _seed_sequence(seed), correction, jumps,
     )  # fmt: skip
 
@@ -245,11 +250,13 @@ def simulate_image_pair(
     By the method of images this has the same absorption-time distribution as the half-space
     channel of ``geometry`` (absorptions at either sphere counted); a verification tool.
     """
-    if not geometry.wall:
-        raise ValueError("simulate_image_pair needs a half-space geometry (wall=True)")
+    if not geometry.wall or geometry.is_slab:
+        raise ValueError(
+            "simulate_image_pair needs a half-space geometry (wall=True, slab_width=None)"
+        )
     centres = np.asarray([geometry.rx, geometry.image_rx], dtype=np.float64)
     return _run(
-        geometry.tx, centres, geometry.radius, geometry.D, False,
+        geometry.tx, centres, geometry.radius, geometry.D, False, None,
         t_end, dt, n_molecules, _seed_sequence(seed), correction, True,
     )  # fmt: skip
 
