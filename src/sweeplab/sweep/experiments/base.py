@@ -70,6 +70,12 @@ class Axis:
     kind: str = "list"
     per_block: str = ""
 
+    @classmethod
+    def seed_chunks(cls, long_name: str) -> Axis:
+        """Return the usual seed axis: ``seeds`` (a count) in blocks of ``seeds_per_block``."""
+        return cls("seeds", "seeds", str, "1", long_name, dim="seed", kind="chunks",
+                   per_block="seeds_per_block")  # fmt: skip
+
     @property
     def dimension(self) -> str:
         """Dataset dimension filled by this axis."""

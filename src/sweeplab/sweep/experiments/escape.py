@@ -108,15 +108,8 @@ class Escape(Experiment):
         Axis("width", "width", int, "1", "layer width (1 = all-scalar chain)"),
         Axis("c", "c", float, "1", "step-size factor c = eta lambda* / 2"),
         Axis("radius", "radius", float, "1", "initial distance r from the minimizer along v_1"),
-        Axis(
-            "seeds",
-            "seeds",
-            str,
-            "1",
-            "seed value (the minimizer's generator derives from seed, depth and width)",
-            dim="seed",
-            kind="chunks",
-            per_block="seeds_per_block",
+        Axis.seed_chunks(
+            "seed value (the minimizer's generator derives from seed, depth and width)"
         ),
     )
     point_dims: ClassVar[dict[str, tuple[str, str]]] = {

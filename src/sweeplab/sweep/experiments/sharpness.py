@@ -92,7 +92,7 @@ def _chunk(p: Mapping[str, Any], seeds: list[int], settings: Mapping[str, Any]) 
 
 
 class Sharpness(Experiment):
-    """Exact sharpness at minimizers of four families, with every independent check."""
+    """Exact sharpness at minimizers of three families, with every independent check."""
 
     name = "sharpness"
     order = 10
@@ -101,16 +101,7 @@ class Sharpness(Experiment):
         Axis("width", "width", int, "1", "hidden width"),
         Axis("dio", "d_io", int, "1", "input and output dimension d_0 = d_L"),
         Axis("family", "family", str, "1", "minimizer family"),
-        Axis(
-            "seeds",
-            "seeds",
-            str,
-            "1",
-            "seed value (the point's generator derives from all its parameters)",
-            dim="seed",
-            kind="chunks",
-            per_block="seeds_per_block",
-        ),
+        Axis.seed_chunks("seed value (the point's generator derives from all its parameters)"),
     )
     variables: ClassVar[dict[str, Var]] = {
         "exact": _var("1", "exact sharpness lambda_max of the Hessian (Kronecker K)"),
