@@ -174,7 +174,9 @@ def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
     finally:
         out = _finish(proc)
     assert proc.returncode != 0
-    assert f"SLURM-job '{killed}' failed" in out and "CANCELLED" in out
+    # a failed group job is reported with its Slurm log, which shows the cancellation
+    assert "Error in group channel_blocks" in out and f"/{killed}.log" in out
+    assert f"JOB {killed} ON" in out and "CANCELLED" in out
     channel = reported / "results" / "blocks" / "channel"
     assert not (channel / f"{SLOW}.zarr.zip").exists()
     kept = sorted(channel.glob("*.zarr.zip"))  # what the cancelled group finished is whole
