@@ -159,28 +159,47 @@ KEY_ENCODING = {"name": "default", "separator": "."}
 
 
 def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.Group:
-    group = zarr.open_group(path, mode="w", zarr_format=3, attributes=dict(attrs))
+    """Create the aggregate's arrays (all at once on zarr's loop) and write its coordinates."""
     cattrs = coord_attrs(layout.experiment)
-    for dim, values in layout.coords.items():
-        is_str = values.dtype == object
-        arr = group.create_array(
-            dim, shape=values.shape, dtype=str if is_str else values.dtype,
-            dimension_names=(dim,), attributes=cattrs.get(dim, {}),
-            fill_value="" if is_str else None, chunk_key_encoding=KEY_ENCODING,
-        )  # fmt: skip
-        arr[...] = values
-    for name, var in layout.vars.items():
-        group.create_array(
-            name,
-            shape=tuple(len(layout.coords[d]) for d in var.dims),
-            chunks=tuple(layout.chunks[d] for d in var.dims),
-            dtype=str if var.dtype == "str" else var.dtype,
-            fill_value=var.fill,
-            dimension_names=var.dims,
-            attributes=var.attrs(),
-            chunk_key_encoding=KEY_ENCODING,
+
+    async def create() -> zarr.AsyncGroup:
+        group = await zarr.api.asynchronous.open_group(
+            store=path, mode="w", zarr_format=3, attributes=dict(attrs)
         )
-    return group
+        coords = list(layout.coords.items())
+        made = await asyncio.gather(
+            *(
+                group.create_array(
+                    dim,
+                    shape=values.shape,
+                    dtype=str if values.dtype == object else values.dtype,
+                    dimension_names=(dim,),
+                    attributes=cattrs.get(dim, {}),
+                    fill_value="" if values.dtype == object else None,
+                    chunk_key_encoding=KEY_ENCODING,
+                )
+                for dim, values in coords
+            ),
+            *(
+                group.create_array(
+                    name,
+                    shape=tuple(len(layout.coords[d]) for d in var.dims),
+                    chunks=tuple(layout.chunks[d] for d in var.dims),
+                    dtype=str if var.dtype == "str" else var.dtype,
+                    fill_value=var.fill,
+                    dimension_names=var.dims,
+                    attributes=var.attrs(),
+                    chunk_key_encoding=KEY_ENCODING,
+                )
+                for name, var in layout.vars.items()
+            ),
+        )
+        await asyncio.gather(
+            *(arr.setitem(slice(None), v) for arr, (_, v) in zip(made, coords, strict=False))
+        )
+        return group
+
+    return zarr.Group(zarr_sync(create()))
 
 
 def _block_paths(blocks_dir: Path, blocks: Sequence[Block]) -> dict[str, str]:
@@ -248,12 +267,19 @@ class _Cell:
             keep = np.flatnonzero(where >= 0)
             maps[d] = (where[keep], keep)
         arrays = _arrays(old)
-        for name, var in self.layout.vars.items():
-            if name not in arrays or any(maps[d][1].size == 0 for d in var.dims):
-                continue
-            src = tuple(maps[d][0] for d in var.dims)
-            values = np.asarray(arrays[name].get_orthogonal_selection(src))
-            self.buffers[name][np.ix_(*(maps[d][1] for d in var.dims))] = values
+        names = [
+            n for n, var in self.layout.vars.items()
+            if n in arrays and all(maps[d][1].size for d in var.dims)
+        ]  # fmt: skip
+        dims = {n: self.layout.vars[n].dims for n in names}
+        values = _concurrently(
+            [
+                arrays[n].async_array.get_orthogonal_selection(tuple(maps[d][0] for d in dims[n]))
+                for n in names
+            ]
+        )
+        for name, value in zip(names, values, strict=True):
+            self.buffers[name][np.ix_(*(maps[d][1] for d in dims[name]))] = np.asarray(value)
 
     def put(self, block: Block, path: str, experiment: str) -> tuple[str, int]:
         """Read, verify and place one block; return its digest and number of failed points."""
