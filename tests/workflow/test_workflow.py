@@ -16,6 +16,7 @@ import zarr
 from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
 
 from sweeplab import dmf, mcvd
+from sweeplab.plots import FIGURES
 from sweeplab.sweep import open_block, open_dataset, point_seed
 from sweeplab.sweep.experiments import escape_minimizer, sharpness_minimizer
 
@@ -48,6 +49,10 @@ def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
     np.testing.assert_allclose(point.loss.values, direct.loss, rtol=1e-9, atol=1e-300)
     assert dmf.OUTCOMES[int(esc.outcome.sel(c=0.9).item())] == "stayed"
     np.testing.assert_array_equal(point.w_star.values, np.concatenate([w.ravel() for w in ws]))
+    # tiny.yaml sets escape.track_sharpness: Lanczos sharpness at every recorded checkpoint
+    tracked = point.checkpoint_sharpness.values
+    assert tracked[0] == pytest.approx(lam, rel=1e-6)
+    assert np.isfinite(tracked[np.isfinite(point.loss.values)]).all()
 
     ch = open_dataset(res / "channel.zarr").load()
     g = mcvd.Geometry((0, 0, 10), (10, 0, 0), 5, 79.4)
@@ -60,8 +65,15 @@ def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
         for name, var in ds.data_vars.items():
             assert var.attrs.get("units") and var.attrs.get("long_name"), name
         assert {"sweeplab_version", "git_revision", "config", "command"} <= set(ds.attrs)
-    assert len(list((res / "figures").glob("*.png"))) == 7
-    assert len(list((res / "figures").glob("*.svg"))) == 7
+    n_figures = len(FIGURES)  # every registered figure (tiny.yaml selects every experiment)
+    assert len(list((res / "figures").glob("*.png"))) == n_figures
+    assert len(list((res / "figures").glob("*.svg"))) == n_figures
+    for name in ("exact", "image_chain", "first_order"):  # the channel models, every Ts
+        assert ch[f"received_{name}"].notnull().all(), name
+    assert ch.isi_sim.sizes["tap"] == 5 and ch.Ts.values.tolist() == [0.1]
+    np.testing.assert_allclose(
+        got.values, ch.fraction_exact.sel(geometry="paper").squeeze().values, atol=0.05
+    )
 
 
 def test_info_and_export_share_over_http(tiny_run, tmp_path):

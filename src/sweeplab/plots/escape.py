@@ -1,6 +1,16 @@
-"""Figures of the escape dataset (``results/escape.zarr``)."""
+"""Figures of the escape dataset (``results/escape.zarr``).
+
+Every figure reads the dataset only (``w_star`` holds each starting minimizer; ``v_1`` and
+``v_N`` are recomputed from it with :func:`sweeplab.dmf.top_eigenvector` and
+:func:`sweeplab.dmf.null_direction`). Statistics over seeds are shown as the median with the
+min–max range. A figure whose data are missing on a valid config (no run escaped, only failed
+or diverged points, no all-scalar chain) draws a panel saying so instead of failing.
+"""
 
 from __future__ import annotations
+
+import json
+import math
 
 import matplotlib as mpl
 
@@ -8,100 +18,589 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from sweeplab import dmf
 
 from .style import flags as _flags
 
+__all__ = ["FIGURES", "escape_contour", "escape_phase", "escape_sharpness", "escape_steps"]
 
-def _minimizer(ds: xr.Dataset, depth: int, width: int, seed: int) -> list[np.ndarray]:
-    """Layers of the stored starting minimizer ``w_star`` (every layer ``width x width``)."""
-    flat = ds.w_star.sel(depth=depth, width=width, seed=seed).values
+OUTCOME_COLOURS = {
+    "stayed": "#4c72b0",
+    "escaped": "#55a868",
+    "edge_of_stability": "#dd8452",
+    "unconverged": "#8172b3",
+    "diverged": "#c44e52",
+    "none": "#a0a0a0",
+}
+OUTCOME_LABELS = {"none": "no result (failed point)", "edge_of_stability": "edge of stability"}
+END_LABELS = {"diverged": "diverged (last finite checkpoint)"}
+END_MARKERS = {
+    "stayed": "o",
+    "escaped": "D",
+    "edge_of_stability": "s",
+    "unconverged": ">",
+    "diverged": "X",
+    "none": "",
+}
+DEPTH_MARKERS = ("o", "s", "^", "D", "v", "P", "*", "h")
+NEAR_RADII = 3.0  # the near panel of escape_contour spans ± NEAR_RADII escape radii
+RC = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _setting(ds: xr.Dataset, key: str, default: float) -> float:
+    """Return a numerical setting of the escape config stored in the dataset's provenance."""
+    try:
+        config = json.loads(ds.attrs["config"])  # {"escape": section} (or the bare section)
+        return float(config.get("escape", config)[key])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return default
+
+
+def _message(ax: Axes, text: str, title: str = "") -> None:
+    """Turn ``ax`` into a panel that states why there is nothing to draw."""
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        ha="center",
+        va="center",
+        wrap=True,
+        transform=ax.transAxes,
+        fontsize=9,
+        color="0.25",
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
+def _message_figure(title: str, text: str, size: tuple[float, float] = (6.4, 3.6)) -> Figure:
+    with mpl.rc_context(RC):
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
+        _message(ax, text, title)
+    return fig
+
+
+def _minimizer(ds: xr.Dataset, depth: int, width: int, seed: int) -> list[np.ndarray] | None:
+    """Layers of the stored starting minimizer ``w_star`` (``None`` if not stored: failed)."""
+    flat = np.asarray(ds.w_star.sel(depth=depth, width=width, seed=seed).values, dtype=float)
     n = width * width
+    if flat.size < depth * n or not np.all(np.isfinite(flat[: depth * n])):
+        return None
     return [flat[i * n : (i + 1) * n].reshape(width, width) for i in range(depth)]
 
 
+def _outcome_names(ds: xr.Dataset) -> dict[int, str]:
+    names = _flags(ds.outcome)
+    names.setdefault(-1, "none")
+    return names
+
+
+def _plane_loss(
+    ws: list[np.ndarray],
+    v1: list[np.ndarray],
+    vn: list[np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+) -> np.ndarray:
+    """``L(w* + a v_1 + b v_N)`` on the grid ``(b, a)`` (batched products, target = Π w*)."""
+    target = dmf.right_products(ws)[-1]
+    aa, bb = np.meshgrid(a, b)
+    prod = None
+    for w, x, y in zip(ws, v1, vn, strict=True):
+        layer = w[None] + aa.reshape(-1, 1, 1) * x[None] + bb.reshape(-1, 1, 1) * y[None]
+        prod = layer if prod is None else np.matmul(layer, prod)
+    assert prod is not None
+    r = prod - target[None]
+    return np.einsum("gij,gij->g", r, r).reshape(aa.shape)
+
+
+def _spread(values: np.ndarray) -> tuple[float, float, float]:
+    """Median, min and max of the finite values (nan if none)."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    return float(np.median(v)), float(v.min()), float(v.max())
+
+
+def _sci(x: float) -> str:
+    """Return ``x`` as mathtext: ``1e-09`` gives ``10^{-9}``, ``2.5e-09`` a product with it."""
+    mant, _, exp = f"{x:.3g}".partition("e")
+    if not exp:
+        return mant
+    power = f"10^{{{int(exp)}}}"
+    return power if mant == "1" else rf"{mant} \times {power}"
+
+
+def _ramp(name: str, i: int, n: int) -> tuple[float, ...]:
+    """Colour ``i`` of ``n`` from the dark two thirds of a sequential colour map."""
+    return tuple(plt.get_cmap(name)(0.45 + 0.5 * (i / (n - 1) if n > 1 else 0.5)))
+
+
+def _discrete_colourbar(
+    fig: Figure,
+    axes: object,
+    cmap_name: str,
+    values: list[float],
+    labels: list[str],
+    label: str,
+    split: float | None = None,
+) -> dict[float, tuple[float, ...]]:
+    """Draw a colour bar with one band per value (equally spaced); return value -> colour.
+
+    ``split``: a line is drawn between the bands below and above it (e.g. c = 1).
+    """
+    n = len(values)
+    if cmap_name == "split" and split is not None:  # blues below the split, reds above
+        below = [v for v in values if v < split]
+        colours = [_ramp("Blues", i, len(below)) for i in range(len(below))]
+        colours += [_ramp("Reds", i, n - len(below)) for i in range(n - len(below))]
+    else:
+        base = plt.get_cmap(cmap_name)
+        colours = [base(0.5 if n == 1 else i / (n - 1)) for i in range(n)]
+    cmap = mpl.colors.ListedColormap(colours)
+    norm = mpl.colors.BoundaryNorm(np.arange(n + 1) - 0.5, n)
+    cb = fig.colorbar(
+        mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02, label=label
+    )
+    cb.set_ticks(np.arange(n), labels=labels)
+    cb.ax.tick_params(length=0)
+    if split is not None:
+        below = sum(v < split for v in values)
+        if 0 < below < n:
+            cb.ax.axhline(below - 0.5, color="k", lw=2)
+    return dict(zip(values, colours, strict=True))
+
+
+def _c_axis(ax: Axes, cs: np.ndarray) -> None:
+    """Categorical c axis (equally spaced values), with the line c = 1 between bands."""
+    ax.set_xticks(np.arange(cs.size), [f"{c:g}" for c in cs])
+    ax.set_xlim(-0.6, cs.size - 0.4)
+    ax.set_xlabel(r"$c = \eta\lambda^*/2$")
+    below = int(np.sum(cs < 1.0))
+    if 0 < below < cs.size:
+        ax.axvline(below - 0.5, color="0.6", lw=0.8, ls="-", zorder=0)
+
+
+def _chain_label(depth: int, width: int) -> str:
+    return f"L = {depth}, " + ("all-scalar" if width == 1 else f"width {width}")
+
+
+def _n_seeds(ds: xr.Dataset) -> str:
+    n = ds.sizes["seed"]
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+# --- Figure 1: loss contours with GD paths ----------------------------------------------------
+def _contour_choice(ds: xr.Dataset) -> tuple[int, int, list[np.ndarray]] | str:
+    """Deepest all-scalar chain with a stored minimizer: (depth, seed, layers) or why not."""
+    if 1 not in [int(w) for w in ds.width.values]:
+        return (
+            "no all-scalar chain (width 1) in this dataset:\nFigure 1 is drawn for the deepest "
+            "all-scalar chain;\nadd 1 to escape.width"
+        )
+    for depth in sorted((int(d) for d in ds.depth.values), reverse=True):
+        for seed in (int(s) for s in ds.seed.values):
+            ws = _minimizer(ds, depth, 1, seed)
+            if ws is not None:
+                return depth, seed, ws
+    return "no stored starting minimizer for the all-scalar chains\n(every point failed)"
+
+
 def escape_contour(ds: xr.Dataset) -> Figure:
-    """Loss on the plane (v_1, v_N) through the first minimizer, with GD paths for several c."""
-    sub = ds.isel(radius=0, seed=0)
-    depth = int(ds.depth.values[-1])
-    width = int(ds.width.values[0])
-    sub = sub.sel(depth=depth, width=width)
-    ws = _minimizer(ds, depth, width, int(ds.seed.values[0]))
-    target = dmf.right_products(ws)[-1]  # w* is a minimizer: its product is the target
+    """Figure 1: loss on the plane (v_1, v_N) through w*, near w* and far, with the GD paths.
+
+    The deepest all-scalar chain (width 1) of the dataset, its first seed with a stored
+    minimizer and the radius closest to 1e-9; paths for every ``c`` coloured by ``η`` (centred
+    on ``2/λ*``); ``λ* = dmf.sharpness(w_star)`` in the title.
+    """
+    title = "Escape of gradient descent from a sharp minimizer"
+    choice = _contour_choice(ds)
+    if isinstance(choice, str):
+        return _message_figure(title, choice)
+    depth, seed, ws = choice
+    lam = dmf.sharpness(ws)
     v1 = dmf.top_eigenvector(ws)
     vn = dmf.null_direction(ws)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     if vn is None:
-        ax.text(0.5, 0.5, "no null direction", ha="center")
-        return fig
-    a_max = float(np.nanmax(np.abs(sub.proj_top.values)))
-    b_max = float(np.nanmax(np.abs(sub.proj_null.values)))
-    a_max = max(a_max, 1e-3) * 1.2
-    b_max = max(b_max, a_max) * 1.2
-    a = np.linspace(-a_max, a_max, 81)
-    b = np.linspace(-b_max, b_max, 81)
-    z = np.empty((b.size, a.size))
-    for i, bi in enumerate(b):
-        for j, aj in enumerate(a):
-            w = [w0 + aj * x + bi * y for w0, x, y in zip(ws, v1, vn, strict=True)]
-            z[i, j] = dmf.loss(w, target)
-    cs = ax.contourf(a, b, np.log10(z + 1e-30), levels=30, cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="log10 loss")
-    for c in sub.c.values:
-        tr = sub.sel(c=c)
-        label = f"c = {c:g} ({_flags(ds.outcome).get(int(tr.outcome), '?')})"
-        ax.plot(tr.proj_top, tr.proj_null, ".-", ms=3, lw=1, label=label)
-    ax.set(xlabel="<w - w*, v_1>", ylabel="<w - w*, v_N>",
-           title=f"GD paths near a minimizer, L = {depth}, width {width}")  # fmt: skip
-    ax.legend(fontsize=7)
+        return _message_figure(title, "the minimizer has no rescaling null direction")
+    radii = np.asarray(ds.radius.values, dtype=float)
+    radius = float(radii[np.argmin(np.abs(np.log(radii / 1e-9)))])
+    sub = ds.sel(depth=depth, width=1, seed=seed, radius=radius)
+    names = _outcome_names(ds)
+    r_esc = _setting(ds, "escape_radius", 1e-3)
+    near = NEAR_RADII * r_esc
+
+    paths = []
+    for c in (float(c) for c in sub.c.values):
+        point = sub.sel(c=c)
+        x = np.asarray(point.proj_top.values, dtype=float)
+        y = np.asarray(point.proj_null.values, dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        outcome = names.get(int(point.outcome), "none")
+        eta = float(point.eta) if np.isfinite(float(point.eta)) else c * 2.0 / lam
+        paths.append((c, eta, outcome, x[ok], y[ok]))
+    left = [p for p in paths if p[3].size and np.max(np.hypot(p[3], p[4])) > r_esc]
+    # far extent: every path that left the ball, diverged ones only if nothing else did
+    extent_paths = [p for p in left if p[2] != "diverged"] or left
+    if extent_paths:
+        xs = np.concatenate([p[3] for p in extent_paths] + [np.zeros(1)])
+        ys = np.concatenate([p[4] for p in extent_paths] + [np.zeros(1)])
+        fx = max(float(np.max(np.abs(xs))) * 1.15, near)
+        fy = max(float(np.max(np.abs(ys))) * 1.15, near)
+
+    crit = 2.0 / lam
+    with mpl.rc_context(RC):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), layout="constrained")
+        colours = _discrete_colourbar(
+            fig,
+            axes,
+            "split",
+            [p[0] for p in paths],
+            [f"{p[1]:.4g}  (c = {p[0]:g})" for p in paths],
+            r"step size $\eta$ (dimensionless; $c = \eta\lambda^*/2$); line: $\eta = 2/\lambda^*$",
+            split=1.0,
+        )
+        panels = [(axes[0], near, near, f"near w* (± {NEAR_RADII:g} escape radii)")]
+        if extent_paths:
+            panels.append((axes[1], fx, fy, "far: the whole paths"))
+        else:
+            _message(
+                axes[1],
+                "no run left the escape ball\n(every c < 1, or no result)",
+                "far: the whole paths",
+            )
+        for ax, hx, hy, panel_title in panels:
+            a = np.linspace(-hx, hx, 161)
+            b = np.linspace(-hy, hy, 161)
+            z = np.log10(np.maximum(_plane_loss(ws, v1, vn, a, b), 1e-300))
+            hi = float(np.nanmax(z))
+            lo = max(float(np.nanmin(z)), hi - 14.0)
+            levels = np.arange(math.floor(lo), math.ceil(hi) + 0.5, 0.5)
+            filled = ax.contourf(a, b, np.clip(z, levels[0], None), levels=levels, cmap="bone")
+            ax.contour(a, b, z, levels=levels[::2], colors="k", linewidths=0.3, alpha=0.5)
+            fig.colorbar(
+                filled,
+                ax=ax,
+                location="bottom",
+                shrink=0.85,
+                pad=0.01,
+                aspect=35,
+                label=r"$\log_{10} L(w^* + a v_1 + b v_N)$ (loss, dimensionless)",
+            )
+            for c, _eta, outcome, x, y in paths:
+                if x.size == 0:
+                    continue
+                ax.plot(x, y, "-", color=colours[c], lw=1.3, alpha=0.95)
+                ax.plot(
+                    x[-1],
+                    y[-1],
+                    END_MARKERS.get(outcome) or "o",
+                    color=colours[c],
+                    mec="k",
+                    mew=0.5,
+                    ms=6,
+                )
+            ax.plot(0, 0, "*", color="gold", mec="k", mew=0.6, ms=12, zorder=5)
+            ax.set(
+                xlim=(-hx, hx),
+                ylim=(-hy, hy),
+                title=panel_title,
+                xlabel=r"$a = \langle w - w^*, v_1\rangle$",
+                ylabel=r"$b = \langle w - w^*, v_N\rangle$",
+            )
+            ax.ticklabel_format(style="sci", scilimits=(-2, 3))
+        present = sorted({p[2] for p in paths}, key=lambda o: list(END_MARKERS).index(o))
+        handles = [Line2D([], [], ls="", marker="*", color="gold", mec="k", ms=9, label="w*")]
+        handles += [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=END_MARKERS[o] or "o",
+                color="0.6",
+                mec="k",
+                label=f"end: {END_LABELS.get(o, OUTCOME_LABELS.get(o, o))}",
+            )
+            for o in present
+            if END_MARKERS.get(o)
+        ]
+        axes[0].legend(handles=handles, loc="upper left", framealpha=0.85)
+        fig.suptitle(
+            f"{title}: all-scalar chain, L = {depth}, seed {seed}\n"
+            rf"$\lambda^* = \lambda_{{\max}}(\nabla^2 L(w^*)) = {lam:.6g}$ (exact), "
+            rf"$2/\lambda^* = {crit:.4g}$; start $w^* + r v_1$, $r = {_sci(radius)}$; "
+            "loss on the plane, GD paths (checkpoint steps) projected on it"
+        )
     return fig
 
 
+# --- final sharpness vs 2/eta -----------------------------------------------------------------
+def escape_sharpness(ds: xr.Dataset) -> Figure:
+    """Plot final sharpness / (2/η) against c per outcome: median and min–max over seeds."""
+    title = r"Sharpness where gradient descent ends, relative to $2/\eta$"
+    ratio = ds.final_sharpness / ds.two_over_eta
+    if not np.isfinite(ratio.values).any():
+        return _message_figure(
+            title, "no final sharpness in this dataset\n(every run diverged or failed)"
+        )
+    names = _outcome_names(ds)
+    widths = [int(w) for w in ds.width.values]
+    depths = [int(d) for d in ds.depth.values]
+    cs = np.asarray(ds.c.values, dtype=float)
+    codes = {int(k) for k in np.unique(ds.outcome.values)}
+    present = [o for o in OUTCOME_COLOURS if o in {names.get(k) for k in codes}]
+    with mpl.rc_context(RC):
+        fig, axes = plt.subplots(
+            1,
+            len(widths),
+            figsize=(4.4 * len(widths) + 1.8, 4.2),
+            sharey=True,
+            squeeze=False,
+            layout="constrained",
+        )
+        for ax, w in zip(axes[0], widths, strict=True):
+            groups = [(d, o) for d in depths for o in present]
+            drawn = 0
+            for g, (d, o) in enumerate(groups):
+                code = next(k for k, v in names.items() if v == o)
+                sel = ds.sel(width=w, depth=d)
+                r = (sel.final_sharpness / sel.two_over_eta).transpose("c", ...).values
+                m = (sel.outcome == code).transpose("c", ...).values
+                r, m = r.reshape(cs.size, -1), m.reshape(cs.size, -1)
+                offset = (g - (len(groups) - 1) / 2) * min(0.8 / max(len(groups), 1), 0.12)
+                for i in range(cs.size):
+                    med, lo, hi = _spread(r[i][m[i]])
+                    if not np.isfinite(med):
+                        continue
+                    ax.errorbar(
+                        i + offset,
+                        med,
+                        yerr=[[med - lo], [hi - med]],
+                        fmt=DEPTH_MARKERS[depths.index(d) % len(DEPTH_MARKERS)],
+                        color=OUTCOME_COLOURS[o],
+                        mec="k",
+                        mew=0.4,
+                        ms=5,
+                        capsize=2,
+                        elinewidth=0.9,
+                    )
+                    drawn += 1
+            ax.plot(np.arange(cs.size), cs, ":", color="0.4", lw=1)
+            ax.axhline(1.0, color="k", lw=1.2)
+            _c_axis(ax, cs)
+            ax.set_title(("all-scalar chain" if w == 1 else f"width {w}") + f" ({_n_seeds(ds)})")
+            if not drawn:
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no final sharpness\n(diverged or failed)",
+                    ha="center",
+                    transform=ax.transAxes,
+                    color="0.25",
+                )
+        axes[0][0].set_ylabel(r"final sharpness $/\ (2/\eta)$")
+        handles = [
+            Patch(color=OUTCOME_COLOURS[o], label=OUTCOME_LABELS.get(o, o))
+            for o in present
+            if o not in ("diverged", "none")
+        ]
+        handles += [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=DEPTH_MARKERS[i % len(DEPTH_MARKERS)],
+                color="0.6",
+                mec="k",
+                label=f"L = {d}",
+            )
+            for i, d in enumerate(depths)
+        ]
+        handles += [
+            Line2D(
+                [], [], color="k", lw=1.2, label="1: edge of stability\n" + r"($\lambda = 2/\eta$)"
+            ),
+            Line2D([], [], color="0.4", ls=":", label=r"start: $\lambda^*/(2/\eta) = c$"),
+        ]
+        fig.legend(handles=handles, loc="outside right upper")
+        fig.suptitle(
+            f"{title}\nmedian and min–max over seeds; exact at a minimizer, Lanczos elsewhere"
+        )
+    return fig
+
+
+# --- escape step vs linear theory -------------------------------------------------------------
 def escape_steps(ds: xr.Dataset) -> Figure:
-    """Observed escape step against the linear-theory prediction."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    obs = ds.escape_step.values.ravel()
-    pred = ds.predicted_escape_step.values.ravel()
-    cs = ds.c.broadcast_like(ds.escape_step).transpose(*ds.escape_step.dims).values.ravel()
-    ok = np.isfinite(obs) & np.isfinite(pred)
-    sc = ax.scatter(pred[ok], obs[ok], c=cs[ok], cmap="plasma", s=18)
-    if ok.any():
-        lim = [max(1.0, pred[ok].min() * 0.8), pred[ok].max() * 1.2]
-        ax.plot(lim, lim, "k--", lw=1, label="observed = predicted")
-        ax.legend()
-    fig.colorbar(sc, ax=ax, label="c = eta lambda*/2")
-    ax.set(xscale="log", yscale="log", xlabel="predicted escape step ln(r_esc/r)/ln|1-eta lambda*|",
-           ylabel="observed escape step", title="Escape from sharp minima")  # fmt: skip
+    """Observed escape step against ln(r_esc/r)/ln|1-ηλ*|, median and min–max over seeds."""
+    title = "Escape step: observed vs linear theory"
+    if not np.isfinite(ds.escape_step.values).any():
+        return _message_figure(
+            title, "no run left the escape ball\n(every c < 1, or every point failed)"
+        )
+    cs = np.asarray(ds.c.values, dtype=float)
+    chains = [(int(d), int(w)) for w in ds.width.values for d in ds.depth.values]
+    with mpl.rc_context(RC):
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4), layout="constrained")
+        colours = _discrete_colourbar(
+            fig,
+            [ax, ax2],
+            "plasma",
+            list(cs),
+            [f"{c:g}" for c in cs],
+            r"$c = \eta\lambda^*/2$ (dimensionless)",
+            split=1.0,
+        )
+        preds = []
+        n_chain = len(chains)
+        for k, (d, w) in enumerate(chains):
+            marker = DEPTH_MARKERS[k % len(DEPTH_MARKERS)]
+            offset = (k - (n_chain - 1) / 2) * min(0.8 / n_chain, 0.12)
+            for i, c in enumerate(cs):
+                for radius in ds.radius.values:
+                    point = ds.sel(depth=d, width=w, c=c, radius=radius)
+                    med, lo, hi = _spread(np.asarray(point.escape_step.values, dtype=float))
+                    pred = _spread(np.asarray(point.predicted_escape_step.values, dtype=float))[0]
+                    if not (np.isfinite(med) and np.isfinite(pred) and pred > 0):
+                        continue
+                    preds.append(pred)
+                    style = dict(
+                        fmt=marker,
+                        color=colours[c],
+                        mec="k",
+                        mew=0.4,
+                        ms=5,
+                        capsize=2,
+                        elinewidth=0.9,
+                    )
+                    ax.errorbar(pred, med, yerr=[[med - lo], [hi - med]], **style)
+                    ax2.errorbar(
+                        i + offset,
+                        med / pred,
+                        yerr=[[(med - lo) / pred], [(hi - med) / pred]],
+                        **style,
+                    )
+        if preds:
+            lim = [max(1.0, min(preds) * 0.7), max(preds) * 1.4]
+            ax.plot(lim, lim, "k--", lw=1)
+        else:
+            ax2.text(
+                0.5,
+                0.5,
+                "no finite prediction\n(|1 - eta lambda*| <= 1 wherever GD left)",
+                ha="center",
+                transform=ax2.transAxes,
+                color="0.25",
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=r"predicted $\ln(r_{esc}/r)\,/\,\ln|1-\eta\lambda^*|$ (steps)",
+            ylabel="observed escape step (steps)",
+            title="observed vs predicted (dashed: equal)",
+        )
+        ax2.axhline(1.0, color="k", lw=1, ls="--")
+        _c_axis(ax2, cs)
+        ax2.set(ylabel="observed / predicted escape step", title="ratio to linear theory")
+        handles = [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=DEPTH_MARKERS[k % len(DEPTH_MARKERS)],
+                color="0.6",
+                mec="k",
+                label=_chain_label(d, w),
+            )
+            for k, (d, w) in enumerate(chains)
+        ]
+        ax.legend(handles=handles, loc="upper left")
+        fig.suptitle(
+            f"{title} (median and min–max over {_n_seeds(ds)}; runs that left the escape ball)"
+        )
     return fig
 
 
+# --- outcome fractions ------------------------------------------------------------------------
 def escape_phase(ds: xr.Dataset) -> Figure:
-    """Outcome phase diagram over (depth, c), one panel per width (first seed and radius)."""
-    widths = ds.width.values
-    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.6), squeeze=False)
-    flags = {k: v for k, v in _flags(ds.outcome).items() if k >= 0}
-    palette = ["#4c72b0", "#55a868", "#dd8452", "#8172b3", "#c44e52", "#937860"]
-    cmap = mpl.colors.ListedColormap(palette[: len(flags)])
-    for ax, w in zip(axes[0], widths, strict=True):
-        sub = ds.sel(width=w).isel(radius=0, seed=0)
-        codes = sub.outcome.transpose("depth", "c").values.astype(float)
-        codes[codes < 0] = np.nan
-        ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(flags) - 0.5, aspect="auto",
-                  origin="lower")  # fmt: skip
-        ax.set_xticks(range(sub.c.size), [f"{c:g}" for c in sub.c.values], rotation=60)
-        ax.set_yticks(range(sub.depth.size), [str(d) for d in sub.depth.values])
-        ax.set(xlabel="c = eta lambda*/2", ylabel="depth L",
-               title="all-scalar" if w == 1 else f"width {w}")  # fmt: skip
-    handles = [mpl.patches.Patch(color=cmap(i), label=k) for i, k in flags.items()]
-    fig.legend(handles=handles, loc="upper right", fontsize=7)
-    fig.tight_layout()
+    """Fraction of seeds per outcome over c, one panel per (depth, width) (first radius)."""
+    names = _outcome_names(ds)
+    depths = [int(d) for d in ds.depth.values]
+    widths = [int(w) for w in ds.width.values]
+    cs = np.asarray(ds.c.values, dtype=float)
+    radius = float(ds.radius.values[0])
+    codes = [k for k in sorted(names, key=lambda k: (k < 0, k))]
+    order = [k for k in codes if names[k] in OUTCOME_COLOURS]
+    with mpl.rc_context(RC):
+        fig, axes = plt.subplots(
+            len(depths),
+            len(widths),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+            figsize=(3.6 * len(widths) + 1.6, 2.2 * len(depths) + 0.6),
+        )
+        seen: set[str] = set()
+        for i, d in enumerate(depths):
+            for j, w in enumerate(widths):
+                ax = axes[i][j]
+                sub = ds.outcome.sel(depth=d, width=w, radius=radius).transpose("c", "seed")
+                values = np.asarray(sub.values)
+                bottom = np.zeros(cs.size)
+                x = np.arange(cs.size)
+                for k in order:
+                    frac = (values == k).mean(axis=1)
+                    if not frac.any():
+                        continue
+                    seen.add(names[k])
+                    ax.bar(
+                        x,
+                        frac,
+                        bottom=bottom,
+                        width=0.8,
+                        color=OUTCOME_COLOURS[names[k]],
+                        edgecolor="white",
+                        linewidth=0.5,
+                    )
+                    bottom += frac
+                ax.set_title(_chain_label(d, w))
+                ax.set_xticks(x, [f"{c:g}" for c in cs], rotation=60)
+                ax.set_ylim(0, 1)
+                if i == len(depths) - 1:
+                    ax.set_xlabel(r"$c = \eta\lambda^*/2$")
+                if j == 0:
+                    ax.set_ylabel("fraction of seeds")
+        handles = [
+            Patch(color=OUTCOME_COLOURS[names[k]], label=OUTCOME_LABELS.get(names[k], names[k]))
+            for k in order
+            if names[k] in seen
+        ]
+        fig.legend(handles=handles, loc="outside right upper")
+        extra = f" (first of {ds.sizes['radius']} radii)" if ds.sizes["radius"] > 1 else ""
+        fig.suptitle(
+            f"Outcome of gradient descent over {_n_seeds(ds)}, start at r = {radius:g}{extra}"
+        )
     return fig
 
 
 FIGURES = {
     "escape_contour": escape_contour,
+    "escape_sharpness": escape_sharpness,
     "escape_steps": escape_steps,
     "escape_phase": escape_phase,
 }

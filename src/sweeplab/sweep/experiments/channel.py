@@ -1,8 +1,19 @@
-"""Channel experiment: MCvD receiver near a reflecting plane, simulation vs closed forms."""
+"""Channel experiment: MCvD receiver near one or two reflecting planes, simulation vs models.
+
+Every block is one simulation (its molecule batches are the Dask tasks) and, for the same
+geometry, every model of :mod:`sweeplab.mcvd`: the exact solution, the free-space form, the
+paper's first-order form and its convolved variant (the two-mirror forms in a slab) and the
+Kelvin image chain (half-space only; nan in a slab). Each model is compared with the exact one
+(``relerr_<model>_exact``, ``nrmse_<model>_exact``) and with the simulation; the channel metrics
+of :mod:`sweeplab.mcvd.metrics` (peak, ``F(Ts)``, ISI taps) are stored for every model and for
+the simulation, over the symbol durations ``Ts`` of the config (``symbol_time``, an inner
+dimension: one simulation serves every ``Ts``).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -22,12 +33,40 @@ RETRIES = 2
 DIMS = ("geometry", "D", "dt", "correction", "seed")
 T = (*DIMS, "time")
 TM = (*DIMS, "time_mid")
-MODELS = {"free": "free", "first_order": "first-order", "convolved": "first-order-convolved"}
+TS = (*DIMS, "Ts")
+TAPS = (*DIMS, "Ts", "tap")
+#: variable suffix -> mcvd model name
+MODELS = {
+    "free": "free",
+    "first_order": "first-order",
+    "convolved": "first-order-convolved",
+    "image_chain": "image-chain",
+    "exact": "exact",
+}
+#: the models compared with the exact one
+APPROX = tuple(k for k in MODELS if k != "exact")
+#: ISI taps h_k stored, k = 0 .. N_TAPS - 1
+N_TAPS = 5
+#: symbol durations (s) when the config has no ``symbol_time``
+DEFAULT_SYMBOL_TIME = (0.1,)
+#: relative errors against the exact F(t) are nan where it is not above this
+RELERR_FLOOR = 1e-3
 
 
 def channel_geometry(spec: Mapping[str, Any], D: float, wall: bool) -> mcvd.Geometry:
-    """Build the :class:`~sweeplab.mcvd.Geometry` of a named geometry entry of the config."""
-    return mcvd.Geometry(tuple(spec["tx"]), tuple(spec["rx"]), spec["radius"], D, wall=wall)
+    """Build the :class:`~sweeplab.mcvd.Geometry` of a named geometry entry of the config.
+
+    ``slab_width`` (µm, optional) adds the second reflecting plane ``x = slab_width``.
+    """
+    return mcvd.Geometry(
+        tuple(spec["tx"]), tuple(spec["rx"]), spec["radius"], D, wall=wall,
+        slab_width=spec.get("slab_width"),
+    )  # fmt: skip
+
+
+def symbol_times(settings: Mapping[str, Any]) -> np.ndarray:
+    """Sorted symbol durations ``Ts`` (s) of a channel section."""
+    return np.asarray(sorted(settings.get("symbol_time", DEFAULT_SYMBOL_TIME)), dtype=np.float64)
 
 
 def _whole(value: float, step: float) -> bool:
@@ -35,8 +74,85 @@ def _whole(value: float, step: float) -> bool:
     return abs(n - round(n)) <= 1e-9 * n
 
 
+def _nrmse(rate: np.ndarray, ref: np.ndarray) -> float:
+    """RMS difference of two binned rates over the largest reference rate (nan if it is 0)."""
+    top = float(np.max(ref))
+    return float(np.sqrt(np.mean((rate - ref) ** 2)) / top) if top > 0 else math.nan
+
+
+def _relerr(f: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``f / ref − 1`` where ``ref > RELERR_FLOOR``, nan elsewhere."""
+    out = np.full(ref.shape, math.nan)
+    ok = ref > RELERR_FLOOR
+    out[ok] = f[ok] / ref[ok] - 1.0
+    return out
+
+
+def _metric_vars(src: str, what: str) -> dict[str, Var]:
+    out = {
+        f"peak_time_{src}": Var(DIMS, "s", f"peak time of the hitting rate, {what}"),
+        f"peak_rate_{src}": Var(DIMS, "1/s", f"peak hitting rate f(t_peak), {what}"),
+        f"received_{src}": Var(TS, "1", f"fraction received within one symbol F(Ts), {what}"),
+        f"isi_{src}": Var(TAPS, "1", f"ISI tap h_k = F((k+1)Ts) - F(k Ts), {what}"),
+    }
+    if src == "sim":
+        for name in list(out):
+            var = out[name]
+            out[f"{name}_se"] = Var(var.dims, var.units, f"standard error of {name}")
+    return out
+
+
+_LABEL = {
+    "free": "free space (RX alone)",
+    "first_order": "first-order form (two-mirror in a slab)",
+    "convolved": "first-order-convolved variant",
+    "image_chain": "image chain (half-space only, nan in a slab)",
+    "exact": "exact model",
+}
+
+
+def _variables() -> dict[str, Var]:
+    v: dict[str, Var] = {
+        "fraction_sim": Var(T, "1", "simulated cumulative absorbed fraction F(t)"),
+        "fraction_se": Var(T, "1", "binomial standard error of fraction_sim"),
+        "rate_sim": Var(TM, "1/s", "simulated hitting rate, bin average"),
+        "rate_se": Var(TM, "1/s", "binomial standard error of rate_sim"),
+    }
+    for key, what in _LABEL.items():
+        v[f"fraction_{key}"] = Var(T, "1", f"F(t), {what}")
+        v[f"rate_{key}"] = Var(TM, "1/s", f"hitting rate, {what}, bin average (diff of F)")
+    for key in APPROX:
+        v[f"relerr_{key}_exact"] = Var(
+            T, "1", f"relative error of F(t) vs the exact model, {_LABEL[key]} "
+            f"(nan where exact F <= {RELERR_FLOOR:g})",
+        )  # fmt: skip
+        v[f"nrmse_{key}_exact"] = Var(
+            DIMS, "1", f"NRMSE of the binned hitting rate vs the exact model, {_LABEL[key]}"
+        )
+    for key, what in _LABEL.items():
+        v[f"nrmse_{key}"] = Var(
+            DIMS, "1", f"NRMSE of the binned hitting rate vs the simulation, {what}"
+        )
+        v[f"relerr_{key}"] = Var(DIMS, "1", f"relative error of F(T) vs the simulation, {what}")
+    v["zscore_sim_exact"] = Var(
+        T, "1", "z-score of the simulation against the exact model, "
+        "(fraction_sim - fraction_exact) / fraction_se (nan where fraction_se = 0)",
+    )  # fmt: skip
+    for key, what in _LABEL.items():
+        v.update(_metric_vars(key, what))
+    v.update(_metric_vars("sim", "simulation"))
+    v["fraction_exact_inf"] = Var(DIMS, "1", "exact F(infinity) (1 in a slab)")
+    v["gap"] = Var(DIMS, "um", "gap between RX surface and the reflecting plane x = 0")
+    v["slab_width"] = Var(DIMS, "um", "slab width W (second plane x = W); nan for a half-space")
+    v["n_molecules"] = Var(DIMS, "1", "molecules simulated")
+    v["molecule_steps"] = Var(DIMS, "1", "molecule-steps simulated (absorbed molecules stop)")
+    v["wall_time"] = Var(DIMS, "s", "simulation kernel wall time, summed over batches")
+    v.update(status_vars(DIMS))
+    return v
+
+
 class Channel(Experiment):
-    """Simulated channel response of an absorbing sphere near a plane vs the analytic models."""
+    """Simulated channel response of an absorbing sphere near plane(s) vs the models."""
 
     name = "channel"
     order = 30
@@ -63,55 +179,53 @@ class Channel(Experiment):
     point_dims: ClassVar[dict[str, tuple[str, str]]] = {
         "time": ("s", "time (end of bin)"),
         "time_mid": ("s", "bin centre time"),
+        "Ts": ("s", "symbol duration (config channel.symbol_time)"),
+        "tap": ("1", "ISI tap index k: slot k after the symbol"),
     }
-    variables: ClassVar[dict[str, Var]] = {
-        "fraction_sim": Var(T, "1", "simulated cumulative absorbed fraction F(t)"),
-        "fraction_se": Var(T, "1", "binomial standard error of fraction_sim"),
-        "rate_sim": Var(TM, "1/s", "simulated hitting rate, bin average"),
-        "rate_se": Var(TM, "1/s", "binomial standard error of rate_sim"),
-        "fraction_free": Var(T, "1", "analytic F(t), free space (RX alone)"),
-        "fraction_first_order": Var(T, "1", "analytic F(t), first-order half-space form"),
-        "fraction_convolved": Var(T, "1", "analytic F(t), first-order-convolved variant"),
-        "rate_free": Var(TM, "1/s", "analytic hitting rate, free space, bin average"),
-        "rate_first_order": Var(TM, "1/s", "analytic hitting rate, first-order, bin average"),
-        "rate_convolved": Var(
-            TM, "1/s", "analytic hitting rate, first-order-convolved, bin average"
-        ),
-        "fraction_exact_inf": Var(DIMS, "1", "exact F(infinity) (image-charge series)"),
-        "nrmse_first_order": Var(
-            DIMS, "1", "NRMSE of the binned hitting rate, first-order vs simulation"
-        ),
-        "nrmse_free": Var(DIMS, "1", "NRMSE of the binned hitting rate, free space vs simulation"),
-        "relerr_first_order": Var(DIMS, "1", "relative error of F(T), first-order vs simulation"),
-        "relerr_free": Var(DIMS, "1", "relative error of F(T), free space vs simulation"),
-        "gap": Var(DIMS, "um", "gap between RX surface and reflecting plane"),
-        "n_molecules": Var(DIMS, "1", "molecules simulated"),
-        "molecule_steps": Var(DIMS, "1", "molecule-steps simulated (absorbed molecules stop)"),
-        "wall_time": Var(DIMS, "s", "simulation kernel wall time, summed over batches"),
-        **status_vars(DIMS),
-    }
+    variables: ClassVar[dict[str, Var]] = _variables()
     figures = (
         FigureSpec(
             "channel_response",
-            "Hitting rate (1/s; `rate_sim` with `rate_se`, `rate_first_order`, `rate_free`) and "
-            "cumulative fraction F(t) (`fraction_*`, dimensionless) against time (s) for the "
-            "'paper' geometry at the smallest dt, with the exact F(infinity).",
+            "Hitting rate (1/s; `rate_sim` with `rate_se`, `rate_exact`, `rate_first_order`, "
+            "`rate_image_chain`, `rate_free`) and cumulative fraction F(t) (`fraction_*`, "
+            "dimensionless) against time (s) for the 'paper' geometry at the smallest dt, with "
+            "the exact F(infinity).",
         ),
         FigureSpec(
             "channel_gap",
             "Relative error of the first-order F(T) against the simulation (`relerr_first_order`,"
-            " %) versus the RX-plane gap (`gap`, um).",
+            " %) versus the RX-plane gap (`gap`, um), half-space geometries.",
         ),
         FigureSpec(
             "channel_dt",
             "Simulated F(T) (`fraction_sim` at the last time, with its standard error) against "
-            "the time step dt (s), per crossing correction, with the first-order model.",
+            "the time step dt (s), per crossing correction, with the first-order and exact models.",
+        ),
+        FigureSpec(
+            "channel_model_error",
+            "Relative error (%) of F(t) against the exact model, first-order form "
+            "(`relerr_first_order_exact`) and image chain (`relerr_image_chain_exact`), as maps "
+            "over the RX-plane gap (`gap`, um, half-space geometries) and time (s); blank where "
+            "the exact F(t) <= 1e-3.",
+        ),
+        FigureSpec(
+            "channel_slab",
+            "F(T) at the last time (dimensionless) against the slab width W (`slab_width`, um) for "
+            "the slab geometries: exact model (`fraction_exact`), two-mirror first-order form "
+            "(`fraction_first_order`) and simulation (`fraction_sim` with its standard error, "
+            "smallest dt); dotted: the exact F(T) of the half-space geometry with the same gap.",
+        ),
+        FigureSpec(
+            "channel_dt_exact",
+            "Simulator error against the exact model versus the time step dt (s), per crossing "
+            "correction: relative error of F(T) (%, with its standard error) and RMS over time of "
+            "the z-score `zscore_sim_exact` (about 1 for an unbiased simulator).",
         ),
     )
     threads, mem_mb, runtime = 2, 2000, 30
 
     def validate(self, section: Mapping[str, Any]) -> None:
-        """Geometries must be valid for every D; t_end and bin_width whole numbers of steps."""
+        """Geometries valid for every D; t_end, bin_width, symbol_time whole numbers of steps."""
         super().validate(section)
         for name, spec in section["geometry"].items():
             for d in section["D"]:
@@ -131,6 +245,22 @@ class Channel(Experiment):
                 f"channel.bin_width = {section['bin_width']} s must divide channel.t_end = "
                 f"{section['t_end']} s"
             )
+        ts_list = list(section.get("symbol_time", DEFAULT_SYMBOL_TIME))
+        if len(set(ts_list)) != len(ts_list):
+            raise ValueError(f"channel.symbol_time = {ts_list} s has repeated values")
+        for ts in ts_list:
+            if not (isinstance(ts, int | float) and math.isfinite(ts) and ts > 0):
+                raise ValueError(f"channel.symbol_time: {ts!r} must be a number > 0 s")
+            if ts > section["t_end"] * (1 + 1e-12):
+                raise ValueError(
+                    f"channel.symbol_time = {ts} s must be <= channel.t_end = {section['t_end']} s"
+                )
+            for dt in section["dt"]:
+                if not _whole(ts, dt):
+                    raise ValueError(
+                        f"channel.symbol_time = {ts} s must be a whole number of steps of "
+                        f"channel.dt = {dt} s"
+                    )
 
     def block_settings(self, section: Mapping[str, Any], block: Block) -> dict[str, Any]:
         """Keep only the block's own geometry: editing another one leaves this block valid."""
@@ -147,9 +277,14 @@ class Channel(Experiment):
     def inner_coords(
         self, settings: Mapping[str, Any], block: Block | None = None
     ) -> dict[str, np.ndarray]:
-        """Bin ends ``time`` and bin centres ``time_mid`` (s)."""
+        """Bin ends ``time``, bin centres ``time_mid`` (s), symbol times ``Ts`` (s), ``tap``."""
         edges = self._edges(settings)
-        return {"time": edges[1:], "time_mid": 0.5 * (edges[1:] + edges[:-1])}
+        return {
+            "time": edges[1:],
+            "time_mid": 0.5 * (edges[1:] + edges[:-1]),
+            "Ts": symbol_times(settings),
+            "tap": np.arange(N_TAPS, dtype=np.int64),
+        }
 
     @staticmethod
     def _edges(settings: Mapping[str, Any]) -> np.ndarray:
@@ -159,24 +294,60 @@ class Channel(Experiment):
     def compute_points(
         self, block: Block, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:
-        """One simulation; its molecule batches are the Dask tasks."""
+        """Models and metrics in this process; one simulation, its batches the Dask tasks."""
         p = block.params
         data = {k: v[0] for k, v in self.empty_points(1, settings).items()}
-        g = channel_geometry(settings["geometry"][p["geometry"]], p["D"], settings["wall"])
-        bw = settings["bin_width"]
-        edges = self._edges(settings)
-        for key, model in MODELS.items():
-            f = mcvd.absorbed_fraction(g, edges, model)
-            data[f"fraction_{key}"] = f[1:]
-            data[f"rate_{key}"] = np.diff(f) / bw
-        data["fraction_exact_inf"] = mcvd.steady_state_fraction(g)
-        data["gap"] = g.gap
         try:
-            result = self._simulate(block, g, settings, client)
+            g = channel_geometry(settings["geometry"][p["geometry"]], p["D"], settings["wall"])
+            data["gap"] = g.gap
+            data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
+            self._models(g, settings, data)
+            seed = point_seed(
+                p["seed"], "channel", geometry=p["geometry"], D=p["D"], dt=p["dt"],
+                correction=p["correction"],
+            )  # fmt: skip
+            result = self._simulate(block, g, settings, seed, client)
+            self._simulation(result, settings, seed, data)
         except Exception as exc:
             logger.warning("block %s failed: %s", block.name, exc)
             data["status"], data["error"] = np.int8(1), f"{type(exc).__name__}: {exc}"
-            return {k: np.asarray(v)[None] for k, v in data.items()}
+        return {k: np.asarray(v)[None] for k, v in data.items()}
+
+    @staticmethod
+    def _models(g: mcvd.Geometry, settings: Mapping[str, Any], data: dict[str, Any]) -> None:
+        """Store every model's F(t), binned rate, metrics and error against the exact model."""
+        bw = settings["bin_width"]
+        edges = Channel._edges(settings)
+        ts_all = symbol_times(settings)
+        for key, model in MODELS.items():
+            if key == "image_chain" and g.is_slab:
+                continue  # half-space only: stays nan
+            f = mcvd.absorbed_fraction(g, edges, model)
+            data[f"fraction_{key}"] = f[1:]
+            data[f"rate_{key}"] = np.diff(f) / bw
+            try:
+                t_peak, f_peak = mcvd.peak(g, model=model)
+                data[f"peak_time_{key}"], data[f"peak_rate_{key}"] = t_peak.value, f_peak.value
+            except ValueError as exc:  # no interior maximum: left nan
+                logger.warning("peak of model %s not found: %s", model, exc)
+            for i, ts in enumerate(ts_all):
+                data[f"received_{key}"][i] = mcvd.received_fraction(g, ts, model=model).value
+                data[f"isi_{key}"][i] = mcvd.isi_taps(g, ts, N_TAPS, model=model)[0]
+        for key in APPROX:
+            data[f"relerr_{key}_exact"] = _relerr(data[f"fraction_{key}"], data["fraction_exact"])
+            if not (key == "image_chain" and g.is_slab):
+                data[f"nrmse_{key}_exact"] = _nrmse(data[f"rate_{key}"], data["rate_exact"])
+        data["fraction_exact_inf"] = mcvd.steady_state_fraction(g)
+
+    @staticmethod
+    def _simulation(
+        result: mcvd.SimulationResult,
+        settings: Mapping[str, Any],
+        seed: np.random.SeedSequence,
+        data: dict[str, Any],
+    ) -> None:
+        """Store the simulation's F(t), rate and metrics, and every model's error against it."""
+        bw = settings["bin_width"]
         per_bin = round(bw / result.dt)
         frac, se = mcvd.cumulative_fraction(result)
         _, rate, rate_se = mcvd.binned_hitting_rate(result, bw)
@@ -184,29 +355,40 @@ class Channel(Experiment):
         data["fraction_se"] = se[per_bin - 1 :: per_bin]
         data["rate_sim"] = rate
         data["rate_se"] = rate_se
-        for key in ("first_order", "free"):
-            err = np.sqrt(np.mean((data[f"rate_{key}"] - rate) ** 2)) / rate.max()
-            data[f"nrmse_{key}"] = float(err)
-            data[f"relerr_{key}"] = float(
-                data[f"fraction_{key}"][-1] / data["fraction_sim"][-1] - 1.0
-            )
+        for key in MODELS:
+            data[f"nrmse_{key}"] = _nrmse(data[f"rate_{key}"], rate)
+            last = data["fraction_sim"][-1]
+            data[f"relerr_{key}"] = data[f"fraction_{key}"][-1] / last - 1.0 if last > 0 else np.nan
+        z = np.full(data["fraction_sim"].shape, math.nan)
+        ok = data["fraction_se"] > 0
+        z[ok] = (data["fraction_sim"][ok] - data["fraction_exact"][ok]) / data["fraction_se"][ok]
+        data["zscore_sim_exact"] = z
+        try:
+            boot_seed = int(seed.generate_state(1)[0])
+            t_peak, f_peak = mcvd.peak(result, bin_width=bw, seed=boot_seed)
+            data["peak_time_sim"], data["peak_time_sim_se"] = t_peak.value, t_peak.stderr
+            data["peak_rate_sim"], data["peak_rate_sim_se"] = f_peak.value, f_peak.stderr
+        except ValueError as exc:  # too few bins around the peak: left nan
+            logger.warning("simulated peak not found: %s", exc)
+        for i, ts in enumerate(symbol_times(settings)):
+            est = mcvd.received_fraction(result, ts)
+            data["received_sim"][i], data["received_sim_se"][i] = est.value, est.stderr
+            n_taps = min(N_TAPS, math.floor(result.t_end / ts * (1 + 1e-9)))
+            h, h_se = mcvd.isi_taps(result, ts, n_taps)  # taps past t_end stay nan
+            data["isi_sim"][i, :n_taps], data["isi_sim_se"][i, :n_taps] = h, h_se
         data["n_molecules"] = float(result.n_molecules)
         data["molecule_steps"] = float(result.molecule_steps)
         data["wall_time"] = result.wall_time
-        return {k: np.asarray(v)[None] for k, v in data.items()}
 
     def _simulate(
-        self, block: Block, g: mcvd.Geometry, settings: Mapping[str, Any], client: Client
+        self,
+        block: Block,
+        g: mcvd.Geometry,
+        settings: Mapping[str, Any],
+        seed: np.random.SeedSequence,
+        client: Client,
     ) -> mcvd.SimulationResult:
         p = block.params
-        seed = point_seed(
-            p["seed"],
-            "channel",
-            geometry=p["geometry"],
-            D=p["D"],
-            dt=p["dt"],
-            correction=p["correction"],
-        )
         plan = mcvd.plan_batches(int(settings["n_molecules"]), int(settings["batch_size"]), seed)
         futures = [
             client.submit(

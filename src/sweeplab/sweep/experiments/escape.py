@@ -1,12 +1,22 @@
-"""Escape experiment: gradient descent started next to a minimizer, for step sizes c·2/λ*."""
+"""Escape experiment: gradient descent started next to a minimizer, for step sizes c·2/λ*.
+
+Settings (besides the grid): ``escape_radius``, ``max_steps``, ``loss_tol`` and
+``track_sharpness`` (default false: the Lanczos sharpness at every checkpoint,
+``checkpoint_sharpness``, nan when off). Every computed block is checked for linear stability
+of the minimizer reached: an ``escaped`` run must end with ``final_sharpness <= (2/η)(1 +
+STABILITY_RTOL)`` (:func:`stability_violations`; a violation is logged as a warning, the
+values are stored as computed).
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import xarray as xr
 from distributed import Client
 
 from sweeplab import dmf
@@ -14,7 +24,16 @@ from sweeplab import dmf
 from ..canonical import point_seed
 from .base import Axis, Block, Experiment, FigureSpec, Var, chunk_bounds, status_vars
 
-__all__ = ["ESCAPE", "EXPERIMENT", "escape_minimizer", "escape_points"]
+__all__ = [
+    "ESCAPE",
+    "EXPERIMENT",
+    "STABILITY_RTOL",
+    "escape_minimizer",
+    "escape_points",
+    "stability_violations",
+]
+
+logger = logging.getLogger(__name__)
 
 RETRIES = 2
 DIMS = ("depth", "width", "c", "radius", "seed")
@@ -33,7 +52,12 @@ SCALARS = (
     "final_sharpness",
     "steps_run",
 )
-ARRAYS = ("loss", "distance", "proj_top", "proj_null")
+ARRAYS = ("loss", "distance", "proj_top", "proj_null", "checkpoint_sharpness")
+STABILITY_RTOL = 1e-6
+"""Relative tolerance of the check ``final_sharpness <= (2/η)(1 + STABILITY_RTOL)`` on escaped
+runs. A converged run ends within ``sqrt(loss_tol)`` of a minimizer, where the exact sharpness
+is that minimizer's up to about ``1e-9`` relative; GD cannot converge to a minimizer sharper
+than ``2/η`` (its top mode grows by ``|1 − ηλ| > 1`` per step)."""
 
 
 def escape_minimizer(depth: int, width: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -63,6 +87,7 @@ def escape_points(
         max_steps=max_steps,
         checkpoints=dmf.default_checkpoints(max_steps),
         loss_tol=settings["loss_tol"],
+        track_sharpness=bool(settings.get("track_sharpness", False)),
     )
     out = []
     for ws, r in zip(minimizers, results, strict=True):
@@ -85,8 +110,41 @@ def escape_points(
                 "distance": np.asarray(r.distance),
                 "proj_top": np.asarray(r.proj_top),
                 "proj_null": np.asarray(r.proj_null),
+                "checkpoint_sharpness": np.asarray(r.checkpoint_sharpness),
                 "w_star": np.concatenate([w.ravel() for w in ws]),
             }
+        )
+    return out
+
+
+def stability_violations(ds: xr.Dataset, rtol: float = STABILITY_RTOL) -> list[str]:
+    """Escaped runs of ``ds`` that end sharper than ``(2/η)(1 + rtol)``, described one by one.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An escape block or aggregate (``outcome``, ``final_sharpness``, ``two_over_eta``).
+    rtol : float
+        Relative tolerance on ``2/η``.
+
+    Returns
+    -------
+    list of str
+        ``"depth=.. width=.. c=.. radius=.. seed=..: final_sharpness = .. > 2/eta = .."`` for
+        every violation (empty if none). A nan final sharpness of an escaped run counts as a
+        violation (the check cannot be made).
+
+    """
+    escaped = ds.outcome == dmf.OUTCOMES.index("escaped")
+    limit = ds.two_over_eta * (1.0 + rtol)
+    bad = escaped & ~(ds.final_sharpness <= limit)
+    out = []
+    for idx in zip(*np.nonzero(bad.transpose(*DIMS).values), strict=True):
+        point = ds.isel(dict(zip(DIMS, idx, strict=True)))
+        where = " ".join(f"{d}={point[d].item():g}" for d in DIMS)
+        out.append(
+            f"{where}: final_sharpness = {float(point.final_sharpness):.12g} > 2/eta = "
+            f"{float(point.two_over_eta):.12g} (rtol {rtol:g})"
         )
     return out
 
@@ -155,6 +213,12 @@ class Escape(Experiment):
         "distance": Var(TRAJ, "1", "||w_t - w*|| at checkpoint steps"),
         "proj_top": Var(TRAJ, "1", "<w_t - w*, v_1>, projection on the top Hessian eigenvector"),
         "proj_null": Var(TRAJ, "1", "<w_t - w*, v_N>, projection on a Hessian null direction"),
+        "checkpoint_sharpness": Var(
+            TRAJ,
+            "1",
+            "Lanczos lambda_max of the full Hessian at checkpoint steps (nan unless "
+            "track_sharpness)",
+        ),
         "w_star": Var(
             MINIMIZER,
             "1",
@@ -165,19 +229,32 @@ class Escape(Experiment):
     figures = (
         FigureSpec(
             "escape_contour",
-            "Loss (log10, dimensionless) on the plane through the starting minimizer w* "
-            "(`w_star`) spanned by the top Hessian eigenvector v_1 and a null direction v_N, with "
-            "the GD paths (`proj_top`, `proj_null`) for every c of the deepest chain, first seed.",
+            "Figure 1. Loss L(w* + a v_1 + b v_N) (log10, dimensionless) on the plane through the "
+            "starting minimizer w* (`w_star`) spanned by the top Hessian eigenvector v_1 and the "
+            "rescaling null direction v_N, near w* (± 3 escape radii) and far (the whole paths), "
+            "with the GD paths (`proj_top`, `proj_null`, checkpoint steps) for every c, coloured "
+            "by the step size eta (blues below 2/lambda*, reds above), started r = 1e-9 (the "
+            "radius closest to it) from w* along v_1; deepest all-scalar chain, first seed with "
+            "a stored minimizer; lambda* = exact sharpness of w* (dmf.sharpness), in the title.",
+        ),
+        FigureSpec(
+            "escape_sharpness",
+            "Sharpness where GD ends (`final_sharpness`, exact at a minimizer, Lanczos elsewhere) "
+            "divided by 2/eta, against c = eta lambda*/2, coloured by outcome, one marker per "
+            "depth, one panel per width: median and min-max over seeds. Escaped runs land at or "
+            "below the line 1 (edge of stability); the dotted line is the start, lambda*/(2/eta) "
+            "= c.",
         ),
         FigureSpec(
             "escape_steps",
             "Observed escape step (`escape_step`, steps) against the linear-theory prediction "
-            "ln(r_esc/r)/ln|1-eta lambda*| (`predicted_escape_step`), coloured by c.",
+            "ln(r_esc/r)/ln|1-eta lambda*| (`predicted_escape_step`), and their ratio against c: "
+            "median and min-max over seeds, coloured by c, one marker per chain.",
         ),
         FigureSpec(
             "escape_phase",
-            "Outcome (`outcome` codes, flag_meanings) over depth and c, one panel per width, "
-            "first seed and radius.",
+            "Fraction of seeds ending in each outcome (`outcome`, flag_meanings) against c, one "
+            "panel per depth and width, first radius.",
         ),
     )
     threads, mem_mb, runtime = 2, 2000, 20
@@ -211,6 +288,13 @@ class Escape(Experiment):
             for key, value in res[i].items():
                 data[key][i] = value
         return data
+
+    def compute(self, block: Block, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
+        """Compute ``block`` and check escaped runs against ``2/η`` (warnings, values kept)."""
+        ds = super().compute(block, settings, client)
+        for text in stability_violations(ds):
+            logger.warning("escape block %s: escaped run sharper than 2/eta: %s", block.name, text)
+        return ds
 
 
 EXPERIMENT = ESCAPE = Escape()

@@ -1,0 +1,183 @@
+"""Channel experiment: exact model, slabs, metrics and figures against direct mcvd calls."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from sweeplab import mcvd
+from sweeplab.plots import channel as channel_plots
+from sweeplab.sweep import Block, compute_block, open_dataset, point_seed, validate_config
+from sweeplab.sweep.aggregate import aggregate
+from sweeplab.sweep.blockstore import write_block
+from sweeplab.sweep.cluster import dask_client
+from sweeplab.sweep.experiments import REGISTRY
+
+GEOMETRIES = {
+    "paper": {"tx": [0, 0, 10], "rx": [10, 0, 0], "radius": 5},
+    "gap1": {"tx": [0, 0, 10], "rx": [6, 0, 0], "radius": 5},
+    "slab20": {"tx": [0, 0, 10], "rx": [6, 0, 0], "radius": 5, "slab_width": 20},
+}
+SECTION = {
+    "geometry": GEOMETRIES, "wall": True, "D": [79.4], "dt": [1e-3], "correction": ["bridge"],
+    "seed": [3], "n_molecules": 3000, "t_end": 0.5, "bin_width": 0.05, "batch_size": 1000,
+    "symbol_time": [0.05, 0.2],
+}  # fmt: skip
+MODELS = {"free": "free", "first_order": "first-order", "convolved": "first-order-convolved",
+          "image_chain": "image-chain", "exact": "exact"}  # fmt: skip
+
+
+def _block(geometry):
+    return Block("channel", {"geometry": geometry, "D": 79.4, "dt": 1e-3,
+                             "correction": "bridge", "seed": 3})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    """Computed block datasets of every geometry of SECTION (one Dask client)."""
+    with dask_client(2) as client:
+        return {
+            name: compute_block(_block(name), {"channel": SECTION}, client) for name in GEOMETRIES
+        }
+
+
+@pytest.fixture(scope="module")
+def aggregated(blocks, tmp_path_factory):
+    """The aggregate of those blocks, as the pipeline writes it."""
+    tmp = tmp_path_factory.mktemp("channel")
+    for name, ds in blocks.items():
+        block = _block(name).name
+        ds = ds.assign_attrs(experiment="channel", block=block)
+        write_block(ds, tmp / "blocks" / f"{block}.zarr.zip")
+    aggregate("channel", SECTION, tmp / "blocks", tmp / "channel.zarr")
+    return open_dataset(tmp / "channel.zarr").load()
+
+
+@pytest.mark.parametrize("name", ["gap1", "slab20"])
+def test_block_matches_direct_mcvd_calls(blocks, name):
+    ds = blocks[name].squeeze()
+    spec = GEOMETRIES[name]
+    g = mcvd.Geometry(tuple(spec["tx"]), tuple(spec["rx"]), 5, 79.4,
+                      slab_width=spec.get("slab_width"))  # fmt: skip
+    assert int(ds.status) == 0, str(ds.error.values)
+    edges = np.concatenate([[0.0], ds.time.values])
+    exact = mcvd.absorbed_fraction(g, edges, "exact")
+    np.testing.assert_allclose(ds.fraction_exact.values, exact[1:], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ds.rate_exact.values, np.diff(exact) / 0.05, rtol=1e-12)
+    for key, model in MODELS.items():
+        if key == "image_chain" and g.is_slab:
+            assert ds.fraction_image_chain.isnull().all() and ds.isi_image_chain.isnull().all()
+            assert np.isnan(float(ds.peak_time_image_chain))
+            continue
+        f = mcvd.absorbed_fraction(g, edges, model)
+        np.testing.assert_allclose(ds[f"fraction_{key}"].values, f[1:], rtol=1e-12, atol=1e-15)
+        t_peak, f_peak = mcvd.peak(g, model=model)
+        assert float(ds[f"peak_time_{key}"]) == pytest.approx(t_peak.value, rel=1e-12)
+        assert float(ds[f"peak_rate_{key}"]) == pytest.approx(f_peak.value, rel=1e-12)
+        for ts in (0.05, 0.2):
+            got = ds.sel(Ts=ts)
+            assert float(got[f"received_{key}"]) == pytest.approx(
+                mcvd.received_fraction(g, ts, model=model).value, rel=1e-12, abs=1e-15
+            )
+            np.testing.assert_allclose(got[f"isi_{key}"].values,
+                                       mcvd.isi_taps(g, ts, 5, model=model)[0],
+                                       rtol=1e-12, atol=1e-15)  # fmt: skip
+        if key != "exact":
+            ok = exact[1:] > 1e-3
+            rel = ds[f"relerr_{key}_exact"].values
+            np.testing.assert_allclose(rel[ok], f[1:][ok] / exact[1:][ok] - 1, rtol=1e-9)
+            assert np.isnan(rel[~ok]).all()
+            rate = np.diff(f) / 0.05
+            nrmse = np.sqrt(np.mean((rate - np.diff(exact) / 0.05) ** 2)) / ds.rate_exact.max()
+            assert float(ds[f"nrmse_{key}_exact"]) == pytest.approx(float(nrmse), rel=1e-9)
+    assert float(ds.fraction_exact_inf) == mcvd.steady_state_fraction(g)
+    assert float(ds.gap) == g.gap
+    assert (float(ds.slab_width) == 20) if g.is_slab else np.isnan(float(ds.slab_width))
+
+    # the simulation and its metrics, against a direct run with the point's seed
+    seed = point_seed(3, "channel", geometry=name, D=79.4, dt=1e-3, correction="bridge")
+    sim = mcvd.simulate(g, 0.5, 1e-3, 3000, seed=seed, batch_size=1000)
+    f, se = mcvd.cumulative_fraction(sim)
+    np.testing.assert_array_equal(ds.fraction_sim.values, f[49::50])
+    ok = se[49::50] > 0
+    np.testing.assert_allclose(ds.zscore_sim_exact.values[ok],
+                               (f[49::50] - exact[1:])[ok] / se[49::50][ok])  # fmt: skip
+    t_peak, f_peak = mcvd.peak(sim, bin_width=0.05, seed=int(seed.generate_state(1)[0]))
+    assert float(ds.peak_time_sim) == t_peak.value and float(ds.peak_time_sim_se) == t_peak.stderr
+    assert float(ds.peak_rate_sim) == f_peak.value and float(ds.peak_rate_sim_se) == f_peak.stderr
+    est = mcvd.received_fraction(sim, 0.2)
+    assert float(ds.received_sim.sel(Ts=0.2)) == est.value
+    assert float(ds.received_sim_se.sel(Ts=0.2)) == est.stderr
+    h, h_se = mcvd.isi_taps(sim, 0.05, 5)
+    np.testing.assert_array_equal(ds.isi_sim.sel(Ts=0.05).values, h)
+    np.testing.assert_array_equal(ds.isi_sim_se.sel(Ts=0.05).values, h_se)
+    h, _ = mcvd.isi_taps(sim, 0.2, 2)  # 5 * 0.2 s > t_end: taps 2..4 are nan
+    np.testing.assert_array_equal(ds.isi_sim.sel(Ts=0.2).values[:2], h)
+    assert np.isnan(ds.isi_sim.sel(Ts=0.2).values[2:]).all()
+    assert float(ds.relerr_exact) == pytest.approx(exact[-1] / f[-1] - 1, rel=1e-12)
+
+
+def test_new_variables_declared_with_units_and_inner_dims(blocks):
+    ds = blocks["paper"]
+    exp = REGISTRY["channel"]
+    assert set(ds.data_vars) == set(exp.variables)
+    new = ["fraction_exact", "rate_exact", "fraction_image_chain", "rate_image_chain",
+           "relerr_first_order_exact", "nrmse_image_chain_exact", "zscore_sim_exact",
+           "peak_time_sim", "peak_rate_sim_se", "received_exact", "isi_sim", "isi_sim_se",
+           "slab_width", "status", "error"]  # fmt: skip
+    for name in new:
+        assert name in ds, name
+    for name, var in ds.data_vars.items():
+        assert var.attrs["units"] and var.attrs["long_name"], name
+    assert ds.Ts.values.tolist() == [0.05, 0.2] and ds.Ts.attrs["units"] == "s"
+    assert ds.tap.values.tolist() == [0, 1, 2, 3, 4]
+    assert ds.isi_exact.dims[-2:] == ("Ts", "tap") and ds.received_sim.dims[-1] == "Ts"
+    assert ds.rate_exact.attrs["units"] == "1/s" and ds.peak_time_exact.attrs["units"] == "s"
+    assert ds.slab_width.attrs["units"] == "um"
+    # every block has the same inner dims, taken from the section
+    assert exp.grid(SECTION)["Ts"].tolist() == [0.05, 0.2]
+
+
+def _config(**changes):
+    section = {**SECTION, "geometry": dict(GEOMETRIES), **changes}
+    return {"experiments": ["channel"], "channel": section}
+
+
+def test_validation_names_geometry_and_value():
+    bad = {"tx": [0, 0, 10], "rx": [6, 0, 0], "radius": 5, "slab_width": 9.5}
+    cfg = _config()
+    cfg["channel"]["geometry"]["thin"] = bad
+    with pytest.raises(ValueError, match=r"channel\.geometry\.thin: slab_width .* got 9\.5"):
+        validate_config(cfg)
+    cfg["channel"]["geometry"]["thin"] = {**bad, "slab_width": 11.0}  # RX touches x = W
+    with pytest.raises(ValueError, match=r"channel\.geometry\.thin: .*second reflecting plane"):
+        validate_config(cfg)
+    with pytest.raises(ValueError, match=r"symbol_time = 0\.0505 s must be a whole number"):
+        validate_config(_config(symbol_time=[0.0505]))
+    with pytest.raises(ValueError, match=r"symbol_time = 0\.6 s must be <= channel\.t_end"):
+        validate_config(_config(symbol_time=[0.6]))
+    validate_config(_config())
+
+
+def test_aggregate_holds_every_geometry(aggregated):
+    assert aggregated.geometry.values.tolist() == ["gap1", "paper", "slab20"]
+    assert dict(aggregated.sizes)["Ts"] == 2 and int(aggregated.status.sum()) == 0
+    assert aggregated.fraction_image_chain.sel(geometry="slab20").isnull().all()
+
+
+@pytest.mark.parametrize("case", ["full", "no_slab", "old_store"])
+def test_figures_render(aggregated, case):
+    ds = aggregated
+    if case == "no_slab":
+        ds = ds.sel(geometry=["gap1", "paper"])
+    elif case == "old_store":  # a store without the exact model and the new variables
+        new = [v for v in ds.data_vars if "exact" in v and v != "fraction_exact_inf"]
+        ds = ds.drop_vars([*new, "slab_width", "fraction_image_chain", "rate_image_chain"])
+    for name, draw in channel_plots.FIGURES.items():
+        fig = draw(ds)
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        if name == "channel_slab" and case != "full":
+            assert "no slab geometries" in texts
+        if name == "channel_slab" and case == "full":
+            assert not texts
+        fig.canvas.draw()
+        plt.close(fig)

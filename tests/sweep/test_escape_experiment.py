@@ -1,0 +1,155 @@
+"""Escape experiment through the sweep layer: settings, the 2/eta check and its figures."""
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.text import Text
+
+from sweeplab import dmf
+from sweeplab.plots import escape as figs
+from sweeplab.sweep import Block, compute_block, open_dataset
+from sweeplab.sweep.aggregate import aggregate
+from sweeplab.sweep.blockstore import write_block
+from sweeplab.sweep.cluster import dask_client
+from sweeplab.sweep.experiments import REGISTRY, escape_minimizer
+from sweeplab.sweep.experiments.escape import STABILITY_RTOL, stability_violations
+
+ESC = {
+    "depth": [4], "width": [1], "c": [1.1], "radius": [1e-9], "seeds": 2,
+    "seeds_per_block": 2, "escape_radius": 1e-3, "max_steps": 2000, "loss_tol": 1e-20,
+}  # fmt: skip
+ESCAPED = dmf.OUTCOMES.index("escaped")
+
+
+def _block(depth, width, c, seeds="0-1"):
+    return Block("escape", {"depth": depth, "width": width, "c": c, "radius": 1e-9,
+                            "seeds": seeds})  # fmt: skip
+
+
+def _dataset(tmp_path, **section):
+    """Compute every block of an escape section and aggregate it (the pipeline's store)."""
+    sec = {**ESC, **section}
+    exp = REGISTRY["escape"]
+    blocks = tmp_path / "blocks"
+    blocks.mkdir(parents=True)
+    with dask_client(2) as client:
+        for block in exp.blocks(sec):
+            ds = compute_block(block, {"escape": sec}, client)
+            ds.attrs = {"experiment": "escape", "block": block.name}
+            write_block(ds, blocks / f"{block.name}.zarr.zip")
+    out = tmp_path / "escape.zarr"
+    aggregate("escape", sec, blocks, out, attrs={"config": json.dumps({"escape": sec})})
+    return open_dataset(out).load()
+
+
+def _texts(fig):
+    text = " ".join(t.get_text() for t in fig.findobj(Text))
+    plt.close(fig)
+    return text
+
+
+def test_track_sharpness_is_stored_over_step_and_nan_when_off():
+    with dask_client(1) as client:
+        on = compute_block(_block(4, 1, 1.1), {"escape": {**ESC, "track_sharpness": True}},
+                           client).squeeze()  # fmt: skip
+        off = compute_block(_block(4, 1, 1.1), {"escape": ESC}, client).squeeze()
+    assert on.checkpoint_sharpness.dims == ("seed", "step")
+    assert on.checkpoint_sharpness.attrs["units"] == "1"
+    assert np.isnan(off.checkpoint_sharpness.values).all()
+    ws = [escape_minimizer(4, 1, s)[0] for s in (0, 1)]
+    etas = [1.1 * 2 / dmf.sharpness(w) for w in ws]
+    direct = dmf.escape_batch(ws, etas, max_steps=2000, track_sharpness=True)
+    for seed, r in zip((0, 1), direct, strict=True):
+        got = on.checkpoint_sharpness.sel(seed=seed).values
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, r.checkpoint_sharpness, rtol=1e-9)
+        # at w* + 1e-9 v_1 the full-Hessian sharpness is lambda* up to O(1e-9)
+        assert got[0] == pytest.approx(float(on.sharpness_star.sel(seed=seed)), rel=1e-6)
+        # the last checkpoint of a converged run is the final iterate
+        assert got[-1] == pytest.approx(float(on.final_sharpness.sel(seed=seed)), rel=1e-6)
+    # everything else is what the run without tracking gives
+    np.testing.assert_array_equal(on.loss.values, off.loss.values)
+
+
+def test_escaped_runs_end_at_most_two_over_eta():
+    """Every escaped run lands on a minimizer with sharpness <= (2/eta)(1 + 1e-6)."""
+    section = {**ESC, "seeds": 4, "seeds_per_block": 4, "max_steps": 20000}
+    parts = []
+    with dask_client(2) as client:
+        for width in (1, 4):
+            for c in (1.01, 1.1, 1.5):
+                ds = compute_block(_block(4, width, c, "0-3"), {"escape": section}, client)
+                parts.append(ds)
+                assert stability_violations(ds) == []
+    n_escaped = 0
+    for ds in parts:
+        esc = (ds.outcome == ESCAPED).values
+        n_escaped += int(esc.sum())
+        fs, limit = ds.final_sharpness.values[esc], ds.two_over_eta.values[esc]
+        assert np.all(fs <= limit * (1 + STABILITY_RTOL)), (fs / limit).tolist()
+        method = ds.final_sharpness_method.values[esc]
+        assert (method == dmf.SHARPNESS_METHODS.index("exact")).all()
+    assert n_escaped >= 12  # the check is not vacuous (measured: 16 of 24)
+    assert STABILITY_RTOL == 1e-6
+
+
+def test_stability_violations_names_the_point():
+    with dask_client(1) as client:
+        ds = compute_block(_block(4, 1, 1.1), {"escape": {**ESC, "max_steps": 20000}}, client)
+    assert (ds.outcome == ESCAPED).all() and stability_violations(ds) == []
+    bad = ds.copy(deep=True)
+    bad["final_sharpness"][..., 1] = bad.two_over_eta[..., 1] * (1 + 1e-3)
+    (text,) = stability_violations(bad)
+    assert "depth=4 width=1 c=1.1 radius=1e-09 seed=1" in text and "> 2/eta" in text
+    bad["final_sharpness"][..., 0] = np.nan  # an escaped run without a final sharpness
+    assert len(stability_violations(bad)) == 2
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Depth 4 scalar: c = 0.9 stays, 1.1 escapes, 3 diverges (seeds 0 and 1)."""
+    return _dataset(tmp_path_factory.mktemp("mixed"), c=[0.9, 1.1, 3.0], max_steps=20000)
+
+
+def test_figures_draw_the_computed_dataset(mixed):
+    assert dmf.OUTCOMES[mixed.outcome.sel(c=3.0).isel(seed=0).item()] == "diverged"
+    ws = [mixed.w_star.sel(depth=4, width=1, seed=0).values[i].reshape(1, 1) for i in range(4)]
+    text = _texts(figs.escape_contour(mixed))
+    assert "all-scalar chain, L = 4, seed 0" in text
+    assert f"{dmf.sharpness(ws):.6g}" in text  # exact lambda* of the stored w_star
+    assert "near w*" in text and "far: the whole paths" in text and "c = 1.1" in text
+    assert "edge of stability" in _texts(figs.escape_sharpness(mixed))
+    assert "ratio to linear theory" in _texts(figs.escape_steps(mixed))
+    assert "fraction of seeds" in _texts(figs.escape_phase(mixed))
+
+
+def test_figures_without_escapes_say_so(tmp_path):
+    ds = _dataset(tmp_path, c=[0.5, 0.9], max_steps=300)
+    assert not (ds.outcome == ESCAPED).any()
+    assert "no run left the escape ball" in _texts(figs.escape_contour(ds))
+    assert "no run left the escape ball" in _texts(figs.escape_steps(ds))
+    assert "edge of stability" in _texts(figs.escape_sharpness(ds))
+    assert "stayed" in _texts(figs.escape_phase(ds))
+
+
+def test_figures_without_scalar_chain_or_results_say_so(mixed):
+    matrix = mixed.assign_coords(width=[4])  # relabelled: no width-1 chain in the dataset
+    assert "no all-scalar chain (width 1)" in _texts(figs.escape_contour(matrix))
+    for name in ("escape_sharpness", "escape_steps", "escape_phase"):
+        plt.close(figs.FIGURES[name](matrix))
+    failed = mixed.copy(deep=True)  # every point failed: no minimizer, nothing finite
+    for name, var in failed.data_vars.items():
+        if var.dtype.kind == "f":
+            failed[name][...] = np.nan
+    failed["outcome"][...] = -1
+    assert "every point failed" in _texts(figs.escape_contour(failed))
+    assert "no final sharpness" in _texts(figs.escape_sharpness(failed))
+    assert "no run left the escape ball" in _texts(figs.escape_steps(failed))
+    assert "no result (failed point)" in _texts(figs.escape_phase(failed))
+    diverged = mixed.sel(c=[3.0])  # only diverged runs: paths end, no final sharpness
+    assert "far: the whole paths" in _texts(figs.escape_contour(diverged))
+    assert "no final sharpness" in _texts(figs.escape_sharpness(diverged))
+    plt.close(figs.escape_steps(diverged))
+    assert "diverged" in _texts(figs.escape_phase(diverged))
