@@ -74,13 +74,21 @@ def _key(value: Any) -> str:
     return format_value(value.item() if isinstance(value, np.generic) else value)
 
 
+def _keys(values: np.ndarray) -> list[str]:
+    """``_key`` of every value (integers, the common large axis, without per-value dispatch)."""
+    if values.dtype.kind in "iu":
+        return [str(v) for v in values.tolist()]
+    return [_key(v) for v in values]
+
+
 class Layout:
     """The aggregate's grid, chunking and variables, from the experiment and its config."""
 
     def __init__(self, experiment: Experiment, section: Mapping[str, Any]) -> None:
         self.experiment = experiment
         self.coords = experiment.grid(section)
-        self.index = {d: {_key(v): i for i, v in enumerate(c)} for d, c in self.coords.items()}
+        self.keys = {d: _keys(c) for d, c in self.coords.items()}
+        self.index = {d: {k: i for i, k in enumerate(keys)} for d, keys in self.keys.items()}
         self.vars = experiment.variables
         self.chunked = [a.dimension for a in experiment.axes if a.kind != "chunks"]
         self.chunks = self._chunking()
@@ -108,7 +116,7 @@ class Layout:
     def fingerprint(self) -> str:
         """Hash of coordinates, chunks and variable specs: equal means the same store layout."""
         spec = {
-            "coords": {d: [_key(v) for v in c] for d, c in self.coords.items()},
+            "coords": self.keys,
             "chunks": self.chunks,
             "vars": {n: [list(v.dims), v.dtype] for n, v in self.vars.items()},
         }
@@ -263,7 +271,7 @@ class _Cell:
         maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for d, sl in self.slices.items():
             index = old_index.get(d, {})
-            where = np.array([index.get(_key(v), -1) for v in self.layout.coords[d][sl]])
+            where = np.array([index.get(k, -1) for k in self.layout.keys[d][sl]])
             keep = np.flatnonzero(where >= 0)
             maps[d] = (where[keep], keep)
         arrays = _arrays(old)
@@ -488,7 +496,7 @@ def _rebuild(
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             old = zarr.open_group(out, mode="r", zarr_format=3, use_consolidated=True)
         old_index = {
-            d: {_key(v): i for i, v in enumerate(np.asarray(old[d][...]))}
+            d: {k: i for i, k in enumerate(_keys(np.asarray(old[d][...])))}
             for d in layout.coords if d in old
         }  # fmt: skip
     else:
