@@ -96,3 +96,17 @@ def test_metric_input_validation():
         received_fraction(r, 0.00015)
     with pytest.raises(ValueError, match=r"n_taps \* symbol_time = 0.6 s"):
         isi_taps(r, 0.12)
+
+
+def test_comparison_helpers_against_hand_values():
+    from sweeplab import mcvd
+
+    ref = np.array([0.0, 2.0, 4.0])
+    rate = np.array([1.0, 2.0, 1.0])
+    # sqrt(mean([1, 0, 9])) / 4
+    assert mcvd.rate_nrmse(rate, ref) == pytest.approx(np.sqrt(10 / 3) / 4, rel=1e-15)
+    assert np.isnan(mcvd.rate_nrmse(rate, np.zeros(3)))
+    rel = mcvd.relative_error(np.array([0.0005, 0.5, 3.0]), np.array([0.0004, 0.4, 2.0]))
+    assert np.isnan(rel[0]) and rel[1] == pytest.approx(0.25) and rel[2] == pytest.approx(0.5)
+    assert mcvd.whole_steps(2.0, 1e-4) and mcvd.whole_steps(0.3, 0.1)
+    assert not mcvd.whole_steps(0.25, 0.1) and not mcvd.whole_steps(1e-3, 3e-4)

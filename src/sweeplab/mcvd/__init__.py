@@ -15,7 +15,15 @@ from .analytic import (
 )
 from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
 from .geometry import Geometry
-from .metrics import Estimate, isi_taps, peak, received_fraction
+from .metrics import (
+    Estimate,
+    isi_taps,
+    peak,
+    rate_nrmse,
+    received_fraction,
+    relative_error,
+    whole_steps,
+)
 from .simulator import (
     CORRECTIONS,
     SimulationResult,
@@ -48,9 +56,12 @@ __all__ = [
     "laplace_hitting",
     "peak",
     "plan_batches",
+    "rate_nrmse",
     "received_fraction",
+    "relative_error",
     "simulate",
     "simulate_batch",
     "simulate_image_pair",
     "steady_state_fraction",
+    "whole_steps",
 ]

@@ -24,7 +24,15 @@ from .analytic import absorbed_fraction, hitting_rate
 from .geometry import Geometry
 from .simulator import SimulationResult, binned_hitting_rate
 
-__all__ = ["Estimate", "isi_taps", "peak", "received_fraction"]
+__all__ = [
+    "Estimate",
+    "isi_taps",
+    "peak",
+    "rate_nrmse",
+    "received_fraction",
+    "relative_error",
+    "whole_steps",
+]
 
 #: Bins used for the peak of a simulated hitting rate: the contiguous run around the largest bin
 #: whose rate stays above this fraction of it (a cubic in log t is fitted to their log).
@@ -242,3 +250,53 @@ def peak(
         boot[b] = _histogram_peak(pb / width, np.sqrt(pb * (1 - pb) / n) / width, centres)
     sd = boot.std(axis=0, ddof=1)
     return Estimate(t0, float(sd[0])), Estimate(f0, float(sd[1]))
+
+
+def rate_nrmse(rate: NDArray[np.float64], reference: NDArray[np.float64]) -> float:
+    """Normalised RMS difference of two binned hitting rates.
+
+    Parameters
+    ----------
+    rate, reference : ndarray, shape (n_bins,)
+        Bin-averaged hitting rates (1/s) on the same bins.
+
+    Returns
+    -------
+    float
+        ``sqrt(mean((rate − reference)²)) / max(reference)`` (dimensionless); nan if the
+        reference is zero everywhere.
+
+    """
+    top = float(np.max(reference))
+    diff = np.asarray(rate, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    return float(np.sqrt(np.mean(diff**2)) / top) if top > 0 else math.nan
+
+
+def relative_error(
+    value: NDArray[np.float64], reference: NDArray[np.float64], floor: float = 1e-3
+) -> NDArray[np.float64]:
+    """``value / reference − 1`` where ``reference > floor``, nan elsewhere.
+
+    Parameters
+    ----------
+    value, reference : ndarray
+        Same shape, e.g. cumulative fractions F(t) (dimensionless).
+    floor : float
+        Smallest reference value at which a relative error is meaningful.
+
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.full(ref.shape, math.nan)
+    ok = ref > floor
+    out[ok] = np.asarray(value, dtype=np.float64)[ok] / ref[ok] - 1.0
+    return out
+
+
+def whole_steps(duration: float, step: float, rtol: float = 1e-9) -> bool:
+    """Whether ``duration`` (s) is a whole number of time steps ``step`` (s), to ``rtol``.
+
+    Binned rates, symbol durations and the end time of a simulation must fall on step
+    boundaries; this is the check the sweep applies to every such setting.
+    """
+    n = duration / step
+    return abs(n - round(n)) <= rtol * n

@@ -69,25 +69,6 @@ def symbol_times(settings: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(sorted(settings.get("symbol_time", DEFAULT_SYMBOL_TIME)), dtype=np.float64)
 
 
-def _whole(value: float, step: float) -> bool:
-    n = value / step
-    return abs(n - round(n)) <= 1e-9 * n
-
-
-def _nrmse(rate: np.ndarray, ref: np.ndarray) -> float:
-    """RMS difference of two binned rates over the largest reference rate (nan if it is 0)."""
-    top = float(np.max(ref))
-    return float(np.sqrt(np.mean((rate - ref) ** 2)) / top) if top > 0 else math.nan
-
-
-def _relerr(f: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``f / ref − 1`` where ``ref > RELERR_FLOOR``, nan elsewhere."""
-    out = np.full(ref.shape, math.nan)
-    ok = ref > RELERR_FLOOR
-    out[ok] = f[ok] / ref[ok] - 1.0
-    return out
-
-
 def _metric_vars(src: str, what: str) -> dict[str, Var]:
     out = {
         f"peak_time_{src}": Var(DIMS, "s", f"peak time of the hitting rate, {what}"),
@@ -235,12 +216,12 @@ class Channel(Experiment):
                     raise ValueError(f"channel.geometry.{name}: {exc}") from None
         for dt in section["dt"]:
             for key in ("t_end", "bin_width"):
-                if not _whole(section[key], dt):
+                if not mcvd.whole_steps(section[key], dt):
                     raise ValueError(
                         f"channel.{key} = {section[key]} s must be a whole number of steps of "
                         f"channel.dt = {dt} s"
                     )
-        if not _whole(section["t_end"], section["bin_width"]):
+        if not mcvd.whole_steps(section["t_end"], section["bin_width"]):
             raise ValueError(
                 f"channel.bin_width = {section['bin_width']} s must divide channel.t_end = "
                 f"{section['t_end']} s"
@@ -256,7 +237,7 @@ class Channel(Experiment):
                     f"channel.symbol_time = {ts} s must be <= channel.t_end = {section['t_end']} s"
                 )
             for dt in section["dt"]:
-                if not _whole(ts, dt):
+                if not mcvd.whole_steps(ts, dt):
                     raise ValueError(
                         f"channel.symbol_time = {ts} s must be a whole number of steps of "
                         f"channel.dt = {dt} s"
@@ -334,9 +315,13 @@ class Channel(Experiment):
                 data[f"received_{key}"][i] = mcvd.received_fraction(g, ts, model=model).value
                 data[f"isi_{key}"][i] = mcvd.isi_taps(g, ts, N_TAPS, model=model)[0]
         for key in APPROX:
-            data[f"relerr_{key}_exact"] = _relerr(data[f"fraction_{key}"], data["fraction_exact"])
+            data[f"relerr_{key}_exact"] = mcvd.relative_error(
+                data[f"fraction_{key}"], data["fraction_exact"], RELERR_FLOOR
+            )
             if not (key == "image_chain" and g.is_slab):
-                data[f"nrmse_{key}_exact"] = _nrmse(data[f"rate_{key}"], data["rate_exact"])
+                data[f"nrmse_{key}_exact"] = mcvd.rate_nrmse(
+                    data[f"rate_{key}"], data["rate_exact"]
+                )
         data["fraction_exact_inf"] = mcvd.steady_state_fraction(g)
 
     @staticmethod
@@ -356,7 +341,7 @@ class Channel(Experiment):
         data["rate_sim"] = rate
         data["rate_se"] = rate_se
         for key in MODELS:
-            data[f"nrmse_{key}"] = _nrmse(data[f"rate_{key}"], rate)
+            data[f"nrmse_{key}"] = mcvd.rate_nrmse(data[f"rate_{key}"], rate)
             last = data["fraction_sim"][-1]
             data[f"relerr_{key}"] = data[f"fraction_{key}"][-1] / last - 1.0 if last > 0 else np.nan
         z = np.full(data["fraction_sim"].shape, math.nan)
