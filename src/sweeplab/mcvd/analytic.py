@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erfc, erfcinv
 
-from .exact import DEFAULT_TOL, exact_absorbed_fraction, exact_hitting_rate
+from .exact import DEFAULT_TOL, check_times, exact_absorbed_fraction, exact_hitting_rate
 from .geometry import Geometry
 
 __all__ = [
@@ -38,14 +38,6 @@ def _model(model: str) -> str:
     if model not in ALL_MODELS:
         raise ValueError(f"model must be one of {ALL_MODELS}, got {model!r}")
     return model
-
-
-def _times(t: ArrayLike) -> NDArray[np.float64]:
-    arr = np.asarray(t, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        bad = arr[~(np.isfinite(arr) & (arr >= 0))].ravel()[:3]
-        raise ValueError(f"times must be finite and >= 0 s, got {bad.tolist()}")
-    return arr
 
 
 def erfc_terms(
@@ -249,7 +241,7 @@ def absorbed_fraction(
     """
     if _model(model) == "exact" and geometry.wall:
         return exact_absorbed_fraction(geometry, t, tol=DEFAULT_TOL)
-    tt = _times(t)
+    tt = check_times(t)
     out = np.zeros_like(tt)
     pos = tt > 0
     if not np.any(pos):
@@ -286,7 +278,7 @@ def hitting_rate(
     """
     if _model(model) == "exact" and geometry.wall:
         return exact_hitting_rate(geometry, t, tol=DEFAULT_TOL)
-    tt = _times(t)
+    tt = check_times(t)
     out = np.zeros_like(tt)
     pos = tt > 0
     if not np.any(pos):

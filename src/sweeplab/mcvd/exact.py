@@ -431,7 +431,8 @@ def _invert(
     return out, order
 
 
-def _times(t: ArrayLike) -> NDArray[np.float64]:
+def check_times(t: ArrayLike) -> NDArray[np.float64]:
+    """Return ``t`` as float64 times (s), refusing non-finite or negative values by name."""
     arr = np.asarray(t, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         bad = arr[~(np.isfinite(arr) & (arr >= 0))].ravel()[:3]
@@ -449,7 +450,7 @@ def _tol(tol: float) -> float:
 
 
 def _exact(g: Geometry, t: ArrayLike, tol: float, cumulative: bool) -> NDArray[np.float64]:
-    tt = _times(t)
+    tt = check_times(t)
     tol = _tol(tol)
     out = np.zeros_like(tt)
     pos = tt > 0
