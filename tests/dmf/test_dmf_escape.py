@@ -11,19 +11,6 @@ SHARPNESS_RTOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def scalar15():
-    ws, m = dmf.scalar_minimizer(15, np.random.default_rng(1))
-    return ws, m, dmf.sharpness(ws)
-
-
-@pytest.fixture(scope="module")
-def matrix4():
-    # seed 1: every c in {1.01, 1.05, 1.2, 1.5} converges within ~2500 steps
-    ws, m = dmf.gaussian_minimizer((4, 4, 4, 4, 4), np.random.default_rng(1))
-    return ws, m, dmf.sharpness(ws)
-
-
-@pytest.fixture(scope="module")
 def scalar15_runs(scalar15):
     ws, _, lam = scalar15
     cs = [0.5, 0.9, 0.99, 1.01]

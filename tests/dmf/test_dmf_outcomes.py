@@ -22,18 +22,6 @@ SHARPNESS_RTOL = 1e-6
 LANCZOS_RTOL = 1e-9  # Lanczos (tol 1e-12) vs dense Hessian / closed form at the same point
 
 
-@pytest.fixture(scope="module")
-def scalar15():
-    ws, m = dmf.scalar_minimizer(15, np.random.default_rng(1))
-    return ws, m, dmf.sharpness(ws)
-
-
-@pytest.fixture(scope="module")
-def matrix4():
-    ws, m = dmf.gaussian_minimizer((4, 4, 4, 4, 4), np.random.default_rng(1))
-    return ws, m, dmf.sharpness(ws)
-
-
 def test_outcome_codes_are_fixed():
     # the sweep layer stores OUTCOMES.index(outcome): this order is a storage contract
     assert dmf.OUTCOMES == ("stayed", "escaped", "edge_of_stability", "unconverged", "diverged")
