@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .products import left_products, right_products
-from .validation import as_target, as_weights, chain_dims
+from .validation import as_target, as_weights, chain_dims, check_finite_result
 
 __all__ = ["gradient", "hvp", "loss"]
 
@@ -34,11 +34,20 @@ def loss(weights: Sequence[ArrayLike], target: ArrayLike) -> float:
     float
         The loss (squared Frobenius norm of the residual, units of ``M`` squared).
 
+    Raises
+    ------
+    ValueError
+        On invalid input, or, as :class:`~sweeplab.dmf.validation.Float64OverflowError`, if
+        the loss overflows float64 (weights or target too large).
+
     """
     ws = as_weights(weights)
     m = as_target(target, chain_dims(ws))
-    r = right_products(ws)[-1] - m
-    return float(np.vdot(r, r))
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = right_products(ws)[-1] - m
+        out = float(np.vdot(r, r))
+    check_finite_result(out, "the loss", ws, m)
+    return out
 
 
 def gradient(weights: Sequence[ArrayLike], target: ArrayLike) -> list[Matrix]:
@@ -56,10 +65,19 @@ def gradient(weights: Sequence[ArrayLike], target: ArrayLike) -> list[Matrix]:
     list of ndarray
         One gradient block per layer, same shapes as ``weights``.
 
+    Raises
+    ------
+    ValueError
+        On invalid input, or, as :class:`~sweeplab.dmf.validation.Float64OverflowError`, if
+        the gradient overflows float64 (weights or target too large).
+
     """
     ws = as_weights(weights)
     m = as_target(target, chain_dims(ws))
-    return loss_and_gradient_unchecked(ws, m)[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        grads = loss_and_gradient_unchecked(ws, m)[1]
+    check_finite_result(grads, "the gradient", ws, m)
+    return grads
 
 
 def loss_and_gradient_unchecked(ws: Sequence[Matrix], m: Matrix) -> tuple[float, list[Matrix]]:
@@ -98,6 +116,12 @@ def hvp(
         ``weights``; ``JV = Σ_j A_j V_j B_j`` and ``dA_i``, ``dB_i`` are the directional
         derivatives of the partial products.
 
+    Raises
+    ------
+    ValueError
+        On invalid input, or, as :class:`~sweeplab.dmf.validation.Float64OverflowError`, if
+        the product overflows float64 (weights, target or vectors too large).
+
     """
     ws = as_weights(weights)
     dims = chain_dims(ws)
@@ -108,7 +132,10 @@ def hvp(
             f"vectors must have the shapes of weights {[w.shape for w in ws]}, got "
             f"{[v.shape for v in vs]}"
         )
-    return hvp_unchecked(ws, m, vs)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = hvp_unchecked(ws, m, vs)
+    check_finite_result(out, "the Hessian-vector product", ws, m)
+    return out
 
 
 def hvp_unchecked(ws: Sequence[Matrix], m: Matrix, vs: Sequence[Matrix]) -> list[Matrix]:

@@ -84,6 +84,12 @@ Sharpness at the end
   ``LANCZOS_TOL``, seed 0); nan if Lanczos does not converge (logged);
 * ``"none"`` (value nan) for ``diverged`` runs.
 
+Either value is nan (logged) if it overflows float64 at the final iterate (only possible with a
+very large ``divergence_norm``). A *starting* minimizer whose sharpness overflows is refused:
+:func:`escape` and :func:`escape_batch` raise
+:class:`~sweeplab.dmf.validation.Float64OverflowError` (a ``ValueError``), as
+:func:`~sweeplab.dmf.sharpness` does.
+
 With ``track_sharpness=True`` the same Lanczos value is also recorded at every checkpoint
 (``checkpoint_sharpness``; off by default because it costs one Lanczos run per checkpoint).
 
@@ -103,7 +109,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -115,11 +120,17 @@ from .products import flatten, unflatten
 from .sharpness import flattest_sharpness, sharpness, top_eigenvector
 from .validation import (
     DEFAULT_MINIMIZER_RTOL,
+    Float64OverflowError,
+    as_real_array,
     as_target,
     as_weights,
     chain_dims,
+    chain_product,
+    check_int,
     check_minimizer,
+    check_nonnegative,
     check_positive,
+    non_real_reason,
 )
 
 __all__ = [
@@ -198,7 +209,7 @@ class EscapeResult:
         Loss at the last iterate (may be inf/nan when diverged).
     final_sharpness : float
         ``λ_max(∇²L)`` at the last iterate, computed as ``final_sharpness_method`` says; nan
-        when diverged (or if Lanczos failed to converge).
+        when diverged (or if Lanczos failed to converge, or the value overflows float64).
     final_sharpness_method : str
         One of :data:`SHARPNESS_METHODS`: ``"exact"`` (Kronecker formula, converged runs),
         ``"lanczos"`` (``eigsh`` over the HVP of the full Hessian, ``edge_of_stability`` and
@@ -274,8 +285,12 @@ class EscapeResult:
 
 
 def default_checkpoints(max_steps: int, num: int = 64) -> NDArray[np.int64]:
-    """Return ``0`` plus about ``num`` log-spaced steps in ``[1, max_steps]`` (both included)."""
-    steps = _check_int(max_steps, "max_steps", 1)
+    """Return ``0`` plus about ``num`` log-spaced steps in ``[1, max_steps]`` (both included).
+
+    ``max_steps`` and ``num`` are integers ``>= 1``.
+    """
+    steps = check_int(max_steps, "max_steps", 1)
+    num = check_int(num, "num", 1)
     pts = np.round(np.geomspace(1, steps, num)).astype(np.int64)
     return np.unique(np.concatenate([np.zeros(1, dtype=np.int64), pts]))
 
@@ -283,8 +298,21 @@ def default_checkpoints(max_steps: int, num: int = 64) -> NDArray[np.int64]:
 def predicted_escape_step(
     sharpness_star: float, eta: float, radius: float, escape_radius: float
 ) -> float:
-    """Return the linear-theory escape step ``ln(r_esc / r) / ln|1 − ηλ*|`` (inf if no growth)."""
+    """Return the linear-theory escape step ``ln(r_esc / r) / ln|1 − ηλ*|`` (inf if no growth).
+
+    ``sharpness_star`` is a finite number ``>= 0``; ``eta``, ``radius`` and ``escape_radius``
+    are finite numbers ``> 0`` (bools refused).
+    """
+    sharpness_star = check_nonnegative(sharpness_star, "sharpness_star")
+    eta = check_positive(eta, "eta")
+    radius = check_positive(radius, "radius")
+    escape_radius = check_positive(escape_radius, "escape_radius")
     growth = abs(1.0 - eta * sharpness_star)
+    if not np.isfinite(growth):
+        raise Float64OverflowError(
+            f"eta * sharpness_star overflows float64 (eta = {eta:.3g}, sharpness_star = "
+            f"{sharpness_star:.3g})"
+        )
     if growth <= 1.0:
         return float("inf")
     return float(np.log(escape_radius / radius) / np.log(growth))
@@ -306,12 +334,6 @@ def null_direction(weights: Sequence[ArrayLike]) -> list[Matrix] | None:
     if not norm > 0:
         return None
     return [v / norm for v in vs]
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -341,10 +363,13 @@ def _options(
             f"escape_radius must exceed radius, got escape_radius = {escape_radius}, "
             f"radius = {radius}"
         )
-    max_steps = _check_int(max_steps, "max_steps", 1)
+    max_steps = check_int(max_steps, "max_steps", 1)
     if checkpoints is None:
         ck = default_checkpoints(max_steps)
     else:
+        reason = non_real_reason(checkpoints)
+        if reason is not None:
+            raise ValueError(f"checkpoints must be integer step indices, got {reason}")
         raw = np.asarray(checkpoints)
         if raw.ndim != 1 or raw.size == 0:
             raise ValueError(f"checkpoints must be a non-empty 1-D array, got shape {raw.shape}")
@@ -385,9 +410,7 @@ def _start(weights: Sequence[ArrayLike], target: ArrayLike | None, rtol: float) 
     ws = as_weights(weights)
     if len(ws) < 2:
         raise ValueError("escape needs depth L >= 2 (the depth-1 loss is convex), got L = 1")
-    prod = ws[0]
-    for w in ws[1:]:
-        prod = w @ prod
+    prod = chain_product(ws)
     if target is not None:
         m = as_target(target, chain_dims(ws))
         check_minimizer(ws, m, rtol)
@@ -509,11 +532,26 @@ def _detect_period(proj: NDArray[np.float64], loss: NDArray[np.float64]) -> int:
 
 
 def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
-    """Return Lanczos ``λ_max(∇²L)`` at any finite point, nan (logged) if it does not converge."""
+    """Return Lanczos ``λ_max(∇²L)`` at any finite point.
+
+    nan (logged) if Lanczos does not converge or the Hessian overflows float64 there.
+    """
     try:
         return sharpness_numerical(weights, target, "lanczos", tol=LANCZOS_TOL, seed=0)
     except ArpackNoConvergence:
         logger.warning("Lanczos sharpness did not converge at a final iterate; recording nan")
+        return float("nan")
+    except Float64OverflowError as exc:
+        logger.warning("Lanczos sharpness not representable at an iterate (%s); recording nan", exc)
+        return float("nan")
+
+
+def _exact_sharpness(weights: list[Matrix]) -> float:
+    """Return the Kronecker sharpness at a converged iterate, nan (logged) if it overflows."""
+    try:
+        return sharpness(weights)
+    except Float64OverflowError as exc:
+        logger.warning("sharpness not representable at the final iterate (%s); recording nan", exc)
         return float("nan")
 
 
@@ -541,7 +579,7 @@ def _fill_result(
         outcome, method, final_sharp = "diverged", "none", float("nan")
     elif status == _CONVERGED:
         outcome = "escaped" if escape_step >= 0 else "stayed"
-        method, final_sharp = "exact", sharpness(final_weights)
+        method, final_sharp = "exact", _exact_sharpness(final_weights)
     else:
         stable = 2.0 / eta >= start.flat
         outcome, period, rate, to_tol = tail.classify(run, final_loss, opts.loss_tol, stable)
@@ -632,6 +670,14 @@ def escape(
     EscapeResult
         Outcome, escape step (observed and predicted), final loss/sharpness, diagnostics of
         non-converged runs and trajectories. The outcome rules are in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        On an invalid argument (booleans, complex and other non-real values are refused), if
+        ``weights`` is not a minimizer of ``target``, or, as
+        :class:`~sweeplab.dmf.validation.Float64OverflowError`, if the product or the sharpness
+        of the minimizer overflows float64.
 
     """
     eta = _check_eta(eta)
@@ -817,7 +863,7 @@ def escape_batch(
         :func:`escape`.
 
     """
-    eta_arr = np.asarray(etas, dtype=np.float64)
+    eta_arr = as_real_array(etas, "etas")
     if eta_arr.ndim != 1 or eta_arr.size == 0:
         raise ValueError(f"etas must be a non-empty 1-D array, got shape {eta_arr.shape}")
     for i, e in enumerate(eta_arr):

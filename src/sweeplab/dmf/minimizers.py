@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .validation import as_target, check_positive
+from .validation import as_target, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "balanced_minimizer",
@@ -57,8 +57,11 @@ def haar_orthogonal(n: int, rng: np.random.Generator, cols: int | None = None) -
     """Return an ``n × cols`` matrix with orthonormal columns, Haar-distributed.
 
     QR of a standard Gaussian matrix with the signs of ``diag(R)`` absorbed (Mezzadri 2007).
+    ``n >= 1`` and ``cols >= 0`` are integers (``cols`` defaults to ``n``).
     """
-    cols = n if cols is None else cols
+    n = check_int(n, "n", 1)
+    cols = n if cols is None else check_int(cols, "cols", 0)
+    _check_rng(rng)
     z = rng.standard_normal((n, cols))
     q, r = np.linalg.qr(z)
     signs = np.sign(np.diag(r))
@@ -146,8 +149,7 @@ def gauge_minimizer(
 
     """
     _check_rng(rng)
-    if not (np.isfinite(spread) and spread >= 0):
-        raise ValueError(f"spread must be a finite number >= 0, got {spread!r}")
+    spread = check_nonnegative(spread, "spread")
     ws = balanced_minimizer(target, widths, rng=rng)
     g_inv_prev: Matrix | None = None
     out = []
@@ -222,8 +224,7 @@ def scalar_minimizer(
         Their product.
 
     """
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+    depth = check_int(depth, "depth", 1)
     _check_rng(rng)
     low = check_positive(low, "low")
     high = check_positive(high, "high")

@@ -16,7 +16,14 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 
 from .derivatives import hvp, hvp_unchecked
 from .products import flatten, unflatten
-from .validation import as_target, as_weights, chain_dims
+from .validation import (
+    as_target,
+    as_weights,
+    chain_dims,
+    check_finite_result,
+    check_int,
+    check_nonnegative,
+)
 
 __all__ = ["dense_hessian", "sharpness_numerical"]
 
@@ -69,14 +76,20 @@ def sharpness_numerical(
         relative tolerance ``tol`` and a start vector from ``numpy.random.default_rng(seed)``.
         ``"dense"``: :func:`dense_hessian` and ``numpy.linalg.eigvalsh`` (``N <= 4000``).
     tol : float
-        Lanczos convergence tolerance (relative); ignored for ``"dense"``.
+        Lanczos convergence tolerance (relative), finite and ``>= 0``; ignored for ``"dense"``.
     seed : int
-        Seed of the Lanczos start vector.
+        Seed of the Lanczos start vector, an integer ``>= 0``; ignored for ``"dense"``.
 
     Returns
     -------
     float
         The largest (algebraic) Hessian eigenvalue.
+
+    Raises
+    ------
+    ValueError
+        On invalid input, or, as :class:`~sweeplab.dmf.validation.Float64OverflowError`, if a
+        Hessian-vector product or the result overflows float64 (weights or target too large).
 
     """
     if method not in ("lanczos", "dense"):
@@ -84,9 +97,11 @@ def sharpness_numerical(
     ws = as_weights(weights)
     m = as_target(target, chain_dims(ws))
     if method == "dense":
-        return float(np.linalg.eigvalsh(dense_hessian(ws, m))[-1])
-    if not (np.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+        out = float(np.linalg.eigvalsh(dense_hessian(ws, m))[-1])
+        check_finite_result(out, "the sharpness", ws, m)
+        return out
+    tol = check_nonnegative(tol, "tol")
+    seed = check_int(seed, "seed", 0)
     shapes = [w.shape for w in ws]
     n = sum(w.size for w in ws)
     if n == 1:
@@ -96,22 +111,31 @@ def sharpness_numerical(
         w = [float(x[0, 0]) for x in ws]
         m0 = float(m[0, 0])
 
-        def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        def product(x: NDArray[np.float64]) -> NDArray[np.float64]:
             return _scalar_hvp(w, m0, np.ravel(x))
 
     else:
 
-        def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        def product(x: NDArray[np.float64]) -> NDArray[np.float64]:
             vs = unflatten(np.ravel(x).astype(np.float64, copy=False), shapes)
-            return flatten(hvp_unchecked(ws, m, vs))
+            with np.errstate(over="ignore", invalid="ignore"):
+                return flatten(hvp_unchecked(ws, m, vs))
+
+    def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        y = product(x)
+        check_finite_result(y, "the Hessian-vector product", ws, m)
+        return y
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     if n <= 2:
-        return float(np.linalg.eigvalsh(op @ np.eye(n))[-1])
-    v0 = np.random.default_rng(np.random.SeedSequence(seed)).standard_normal(n)
-    ncv = min(n - 1, 40)
-    vals = eigsh(op, k=1, which="LA", tol=tol, v0=v0, ncv=ncv, return_eigenvectors=False)
-    return float(vals[-1])
+        out = float(np.linalg.eigvalsh(op @ np.eye(n))[-1])
+    else:
+        v0 = np.random.default_rng(np.random.SeedSequence(seed)).standard_normal(n)
+        ncv = min(n - 1, 40)
+        vals = eigsh(op, k=1, which="LA", tol=tol, v0=v0, ncv=ncv, return_eigenvectors=False)
+        out = float(vals[-1])
+    check_finite_result(out, "the sharpness", ws, m)
+    return out
 
 
 def _scalar_hvp(w: list[float], m: float, v: NDArray[np.float64]) -> NDArray[np.float64]:

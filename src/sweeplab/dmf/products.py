@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from .validation import as_real_array
+
 __all__ = ["flatten", "left_products", "right_products", "unflatten"]
 
 Matrix = NDArray[np.float64]
@@ -71,10 +73,11 @@ def unflatten(vector: NDArray[np.float64], shapes: Sequence[tuple[int, int]]) ->
     Raises
     ------
     ValueError
-        If ``vector`` is not 1-D of length ``Σ prod(shape)``.
+        If ``vector`` is not real (complex, boolean, string or object entries) or not 1-D of
+        length ``Σ prod(shape)``.
 
     """
-    vec = np.asarray(vector, dtype=np.float64)
+    vec = as_real_array(vector, "vector")
     sizes = [int(np.prod(s)) for s in shapes]
     if vec.ndim != 1 or vec.size != sum(sizes):
         raise ValueError(

@@ -19,9 +19,12 @@ from numpy.typing import ArrayLike, NDArray
 from .products import left_products, right_products
 from .validation import (
     DEFAULT_MINIMIZER_RTOL,
+    Float64OverflowError,
     as_target,
     as_weights,
     chain_dims,
+    check_finite_result,
+    check_int,
     check_minimizer,
 )
 
@@ -43,6 +46,24 @@ def _validated(weights: Sequence[ArrayLike], target: ArrayLike | None, rtol: flo
     if target is not None:
         check_minimizer(ws, as_target(target, chain_dims(ws)), rtol)
     return ws
+
+
+def _products(ws: list[Matrix]) -> tuple[list[Matrix], list[Matrix]]:
+    """``(left_products, right_products)`` of validated layers, refusing float64 overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = left_products(ws)
+        b = right_products(ws)
+    check_finite_result(a + b, "the products W_L⋯W_{i+1} and W_{i-1}⋯W_1 of the layers", ws)
+    return a, b
+
+
+def _kron(ws: list[Matrix]) -> tuple[Matrix, list[Matrix], list[Matrix]]:
+    """``(K, A, B)`` for validated layers, refusing float64 overflow in ``K``."""
+    a, b = _products(ws)
+    with np.errstate(over="ignore", invalid="ignore"):
+        k = _kron_from_products(a, b)
+    check_finite_result(k, "the reduced Hessian K = Σ_i (B_i^T B_i) ⊗ (A_i A_i^T)", ws)
+    return k, a, b
 
 
 def _kron_from_products(a: list[Matrix], b: list[Matrix]) -> Matrix:
@@ -86,7 +107,7 @@ def kronecker_matrix(
 
     """
     ws = _validated(weights, target, rtol)
-    return _kron_from_products(left_products(ws), right_products(ws))
+    return _kron(ws)[0]
 
 
 def hessian_eigenvalues(
@@ -97,10 +118,14 @@ def hessian_eigenvalues(
 ) -> NDArray[np.float64]:
     """Return the ``d_0 d_L`` possibly-nonzero Hessian eigenvalues at a minimizer, ascending.
 
-    All other ``N − d_0 d_L`` eigenvalues of ``∇²L(w*)`` are exactly zero.
+    All other ``N − d_0 d_L`` eigenvalues of ``∇²L(w*)`` are exactly zero. Raises
+    :class:`~sweeplab.dmf.validation.Float64OverflowError` (a ``ValueError``) when the weights
+    are so large that the Hessian overflows float64.
     """
-    k = kronecker_matrix(weights, target=target, rtol=rtol)
-    return 2.0 * np.linalg.eigvalsh(k)
+    ws = _validated(weights, target, rtol)
+    out = 2.0 * np.linalg.eigvalsh(_kron(ws)[0])
+    check_finite_result(out, "the Hessian eigenvalues", ws)
+    return out
 
 
 def sharpness(
@@ -125,9 +150,20 @@ def sharpness(
     float
         Largest Hessian eigenvalue of ``||W_L⋯W_1 − M||_F^2`` at ``weights``.
 
+    Raises
+    ------
+    ValueError
+        On invalid weights or target (see :func:`~sweeplab.dmf.validation.as_weights`), if the
+        weights are not a minimizer of ``target``, or, as
+        :class:`~sweeplab.dmf.validation.Float64OverflowError`, if the weights are so large
+        that the layer products or the Hessian overflow float64 (e.g. a layer entry ``1e200``):
+        the sharpness is then not representable, and no ``inf`` is returned.
+
     """
-    k = kronecker_matrix(weights, target=target, rtol=rtol)
-    return float(2.0 * np.linalg.eigvalsh(k)[-1])
+    ws = _validated(weights, target, rtol)
+    out = float(2.0 * np.linalg.eigvalsh(_kron(ws)[0])[-1])
+    check_finite_result(out, "the sharpness", ws)
+    return out
 
 
 def top_eigenvector(
@@ -155,9 +191,7 @@ def top_eigenvector(
 
     """
     ws = _validated(weights, target, rtol)
-    a = left_products(ws)
-    b = right_products(ws)
-    k = _kron_from_products(a, b)
+    k, a, b = _kron(ws)
     evals, evecs = np.linalg.eigh(k)
     lam = float(evals[-1])
     if not lam > 0:
@@ -189,22 +223,33 @@ def sharpness_closed_form(
     Raises
     ------
     ValueError
-        If none of the cases applies (no closed form is known there; use :func:`sharpness`).
+        If none of the cases applies (no closed form is known there; use :func:`sharpness`),
+        or, as :class:`~sweeplab.dmf.validation.Float64OverflowError`, if the result overflows
+        float64.
 
     """
     ws = _validated(weights, target, rtol)
     dims = chain_dims(ws)
+    what = "the closed-form sharpness"
     if all(d == 1 for d in dims):
         w = np.array([x[0, 0] for x in ws])
-        others = np.array([np.prod(np.delete(w, i)) for i in range(w.size)])
-        return float(2.0 * np.sum(others**2))
+        with np.errstate(over="ignore"):
+            others = np.array([np.prod(np.delete(w, i)) for i in range(w.size)])
+            out = float(2.0 * np.sum(others**2))
+        check_finite_result(out, what, ws)
+        return out
     if dims[0] == 1 and dims[-1] == 1:
-        a = left_products(ws)
-        b = right_products(ws)
-        terms = [np.sum(a[k + 1] ** 2) * np.sum(b[k] ** 2) for k in range(len(ws))]
-        return float(2.0 * np.sum(terms))
+        a, b = _products(ws)
+        with np.errstate(over="ignore"):
+            terms = [np.sum(a[k + 1] ** 2) * np.sum(b[k] ** 2) for k in range(len(ws))]
+            out = float(2.0 * np.sum(terms))
+        check_finite_result(out, what, ws)
+        return out
     if len(ws) == 2:
-        return float(2.0 * (np.linalg.norm(ws[0], 2) ** 2 + np.linalg.norm(ws[1], 2) ** 2))
+        with np.errstate(over="ignore"):
+            out = float(2.0 * (np.linalg.norm(ws[0], 2) ** 2 + np.linalg.norm(ws[1], 2) ** 2))
+        check_finite_result(out, what, ws)
+        return out
     raise ValueError(
         f"no closed form for depth L = {len(ws)} with d_0 = {dims[0]}, d_L = {dims[-1]}: "
         "closed forms exist for all-scalar chains, d_0 = d_L = 1, or depth L = 2 (spec §4); "
@@ -222,15 +267,19 @@ def sharpness_bound(
 
     It is ``>=`` :func:`sharpness` at every minimizer, equal to it in the closed-form cases of
     spec §4 and at balanced aligned minimizers, and generally strict for ``L >= 3`` with matrix
-    targets (e.g. ``diag(2,1), diag(1,10), diag(2,1)``: exact 402, bound 432).
+    targets (e.g. ``diag(2,1), diag(1,10), diag(2,1)``: exact 402, bound 432). Raises
+    :class:`~sweeplab.dmf.validation.Float64OverflowError` (a ``ValueError``) if it overflows
+    float64.
     """
     ws = _validated(weights, target, rtol)
-    a = left_products(ws)
-    b = right_products(ws)
-    terms = [
-        np.linalg.norm(a[k + 1], 2) ** 2 * np.linalg.norm(b[k], 2) ** 2 for k in range(len(ws))
-    ]
-    return float(2.0 * np.sum(terms))
+    a, b = _products(ws)
+    with np.errstate(over="ignore"):
+        terms = [
+            np.linalg.norm(a[k + 1], 2) ** 2 * np.linalg.norm(b[k], 2) ** 2 for k in range(len(ws))
+        ]
+        out = float(2.0 * np.sum(terms))
+    check_finite_result(out, "the sharpness bound", ws)
+    return out
 
 
 def flattest_sharpness(target: ArrayLike, depth: int) -> float:
@@ -247,12 +296,26 @@ def flattest_sharpness(target: ArrayLike, depth: int) -> float:
     depth : int
         Number of layers ``L >= 1``.
 
+    Raises
+    ------
+    ValueError
+        On an invalid target or depth, or, as
+        :class:`~sweeplab.dmf.validation.Float64OverflowError`, if the result overflows
+        float64.
+
     """
     m = as_target(target)
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-    depth = int(depth)
+    depth = check_int(depth, "depth", 1)
     norm = float(np.linalg.norm(m, 2))
     if depth == 1:
         return 2.0
-    return float(2.0 * depth * norm ** (2.0 - 2.0 / depth))
+    try:
+        out = 2.0 * depth * norm ** (2.0 - 2.0 / depth)
+    except OverflowError:  # float ** float raises instead of returning inf
+        out = float("inf")
+    if not np.isfinite(out):
+        raise Float64OverflowError(
+            f"target too large: the flattest sharpness 2 L ||M||_2^(2 − 2/L) overflows float64 "
+            f"(||M||_2 = {norm:.3g}, L = {depth}); rescale the target"
+        )
+    return out

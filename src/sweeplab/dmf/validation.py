@@ -1,24 +1,104 @@
 """Input validation shared by the :mod:`sweeplab.dmf` functions.
 
 Every public function validates its arguments here, before any heavy work, and raises a
-:class:`ValueError` that names the offending value and the allowed range.
+:class:`ValueError` that names the offending value and the allowed range. Matrices must hold
+real numbers: complex entries (whose imaginary part a float64 conversion would silently drop),
+booleans, strings and object arrays are refused, and so are booleans given for a number
+(``eta=True`` is a mistake, not a step size of 1).
+
+Finite inputs can still overflow float64 in the products of many layers or in the Hessian
+(e.g. layers of size ``1e200``): the functions check their results and raise
+:class:`Float64OverflowError` (a :class:`ValueError`) instead of returning ``inf`` or ``nan``.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "Float64OverflowError",
+    "as_real_array",
     "as_target",
     "as_weights",
     "chain_dims",
+    "chain_product",
+    "check_finite_result",
+    "check_int",
     "check_minimizer",
+    "check_nonnegative",
     "check_positive",
+    "non_real_reason",
     "relative_residual",
 ]
+
+
+class Float64OverflowError(ValueError, OverflowError):
+    """Finite inputs whose products, loss or Hessian overflow float64.
+
+    Both a :class:`ValueError` (the :mod:`sweeplab.dmf` contract for bad input) and an
+    :class:`OverflowError`.
+    """
+
+
+def _bad_entry(x: object) -> bool:
+    if isinstance(x, bool | np.bool_):
+        return True
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind not in "iuf"
+    return not isinstance(x, numbers.Real)
+
+
+def non_real_reason(value: object) -> str | None:
+    """Say why ``value`` is not a real number or an array_like of real numbers (else ``None``).
+
+    Integers and floating-point numbers (Python or numpy) are real; booleans, complex numbers,
+    strings, ``None``, other objects and object arrays are not.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iuf":
+            return None
+        if value.dtype.kind == "c":
+            return (
+                f"an array of dtype {value.dtype}: complex entries are refused (converting "
+                "them to float64 would drop their imaginary part)"
+            )
+        return f"an array of dtype {value.dtype}, not real numbers"
+    if not isinstance(value, list | tuple):
+        if _bad_entry(value):
+            return f"{type(value).__name__}, not a real number"
+        return None
+    try:
+        entries = np.asarray(value, dtype=object)
+    except ValueError:
+        return "a ragged sequence, not real numbers"
+    bad = sorted({type(x).__name__ for x in entries.flat if _bad_entry(x)})
+    if bad:
+        return f"entries of type {', '.join(bad)}, not real numbers"
+    return None
+
+
+def as_real_array(value: ArrayLike, what: str) -> NDArray[np.float64]:
+    """Return ``value`` as a float64 array, refusing non-real entries by name.
+
+    Raises
+    ------
+    ValueError
+        ``"<what> must be real numbers, got <reason>"`` for complex, boolean, string or object
+        entries (see :func:`non_real_reason`), or if the conversion fails.
+
+    """
+    reason = non_real_reason(value)
+    if reason is None:
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            reason = str(exc)
+    raise ValueError(f"{what} must be real numbers, got {reason}")
+
 
 DEFAULT_MINIMIZER_RTOL = 1e-8
 """Default tolerance on ``||W_L⋯W_1 − M||_F / ||M||_F`` for a point to count as a minimizer."""
@@ -42,8 +122,9 @@ def as_weights(weights: Sequence[ArrayLike], name: str = "weights") -> list[NDAr
     Raises
     ------
     ValueError
-        If there are no layers, a layer is not 2-D or has a zero dimension, an entry is not
-        finite, or the chain ``W_{i+1}.shape[1] == W_i.shape[0]`` is broken.
+        If there are no layers, a layer is not a real array (complex, boolean, string or object
+        entries), is not 2-D or has a zero dimension, an entry is not finite, or the chain
+        ``W_{i+1}.shape[1] == W_i.shape[0]`` is broken.
 
     """
     if isinstance(weights, np.ndarray) and weights.ndim != 3:
@@ -61,10 +142,7 @@ def as_weights(weights: Sequence[ArrayLike], name: str = "weights") -> list[NDAr
         raise ValueError(f"{name} must contain at least one layer (depth L >= 1), got none")
     out: list[NDArray[np.float64]] = []
     for i, w in enumerate(weights, start=1):
-        try:
-            arr = np.asarray(w, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name}: W_{i} is not a real numeric array ({exc})") from None
+        arr = as_real_array(w, f"{name}: W_{i}")
         if arr.ndim != 2:
             raise ValueError(
                 f"{name}: W_{i} must be 2-D (shape (d_{i}, d_{i - 1})), got shape {arr.shape}"
@@ -103,13 +181,11 @@ def as_target(target: ArrayLike, dims: tuple[int, ...] | None = None) -> NDArray
     Raises
     ------
     ValueError
-        If ``target`` is not 2-D, has non-finite entries, or has the wrong shape.
+        If ``target`` is not a real array, not 2-D, has non-finite entries, or has the wrong
+        shape.
 
     """
-    try:
-        arr = np.asarray(target, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"target is not a real numeric array ({exc})") from None
+    arr = as_real_array(target, "target")
     if arr.ndim != 2:
         raise ValueError(f"target must be a 2-D matrix of shape (d_L, d_0), got shape {arr.shape}")
     if min(arr.shape) < 1:
@@ -124,11 +200,69 @@ def as_target(target: ArrayLike, dims: tuple[int, ...] | None = None) -> NDArray
     return arr
 
 
-def relative_residual(weights: Sequence[NDArray[np.float64]], target: NDArray[np.float64]) -> float:
-    """Return ``||W_L⋯W_1 − M||_F / ||M||_F`` (the absolute residual when ``M = 0``)."""
+def _largest(arrays: Sequence[NDArray[np.float64]]) -> tuple[float, int]:
+    """Largest ``|entry|`` over ``arrays`` and the (1-based) index of the array holding it."""
+    tops = [float(np.max(np.abs(a))) for a in arrays]
+    i = int(np.argmax(tops))
+    return tops[i], i + 1
+
+
+def check_finite_result(
+    value: ArrayLike | Sequence[ArrayLike],
+    what: str,
+    weights: Sequence[NDArray[np.float64]],
+    target: NDArray[np.float64] | None = None,
+) -> None:
+    """Raise :class:`Float64OverflowError` unless ``value`` (array or list of arrays) is finite.
+
+    ``weights`` (and ``target``) are the finite, validated inputs ``value`` was computed from;
+    a non-finite result can then only come from float64 overflow. The message names ``what``
+    overflowed and the largest input entry, e.g. ``"weights too large: the Hessian ... overflows
+    float64 (max |w| = 1e+200, in W_1); rescale the weights"``.
+    """
+    parts = value if isinstance(value, list | tuple) else [value]
+    if all(np.all(np.isfinite(p)) for p in parts):
+        return
+    w_max, layer = _largest(weights)
+    sizes = f"max |w| = {w_max:.3g}, in W_{layer}"
+    if target is not None:
+        sizes += f"; max |M| = {float(np.max(np.abs(target))):.3g}"
+    inputs = "weights" if target is None else "weights or target"
+    raise Float64OverflowError(
+        f"{inputs} too large: {what} overflows float64 ({sizes}); rescale the {inputs}"
+    )
+
+
+def chain_product(
+    weights: Sequence[NDArray[np.float64]], name: str = "weights"
+) -> NDArray[np.float64]:
+    """Return ``W_L⋯W_1`` of validated layers, raising if it overflows float64.
+
+    Raises
+    ------
+    Float64OverflowError
+        If the product (or a partial product on the way) is not finite.
+
+    """
     prod = weights[0]
-    for w in weights[1:]:
-        prod = w @ prod
+    with np.errstate(over="ignore", invalid="ignore"):
+        for w in weights[1:]:
+            prod = w @ prod
+    if not np.all(np.isfinite(prod)):
+        w_max, layer = _largest(weights)
+        raise Float64OverflowError(
+            f"{name} too large: the product W_L⋯W_1 overflows float64 (max |w| = {w_max:.3g}, "
+            f"in W_{layer}); rescale the {name}"
+        )
+    return prod
+
+
+def relative_residual(weights: Sequence[NDArray[np.float64]], target: NDArray[np.float64]) -> float:
+    """Return ``||W_L⋯W_1 − M||_F / ||M||_F`` (the absolute residual when ``M = 0``).
+
+    Raises :class:`Float64OverflowError` if the product ``W_L⋯W_1`` overflows float64.
+    """
+    prod = chain_product(weights)
     res = float(np.linalg.norm(prod - target))
     scale = float(np.linalg.norm(target))
     return res / scale if scale > 0 else res
@@ -152,12 +286,39 @@ def check_minimizer(
         )
 
 
+def _number(value: object, name: str, allowed: str) -> float:
+    """``float(value)`` for a real scalar (not a bool); else ``ValueError`` naming ``name``."""
+    reason = non_real_reason(value)
+    if reason is None and np.ndim(value) != 0:
+        reason = f"an array of shape {np.shape(value)}, not a single number"
+    if reason is not None:
+        raise ValueError(f"{name} must be {allowed}, got {value!r} ({reason})")
+    return float(value)  # type: ignore[arg-type]
+
+
 def check_positive(value: float, name: str) -> float:
-    """Return ``float(value)`` after checking it is finite and ``> 0``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
+    """Return ``float(value)`` after checking it is a finite real number ``> 0`` (not a bool)."""
+    v = _number(value, name, "a finite number > 0")
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
+
+
+def check_nonnegative(value: float, name: str) -> float:
+    """Return ``float(value)`` after checking it is a finite real number ``>= 0`` (not a bool)."""
+    v = _number(value, name, "a finite number >= 0")
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def check_int(value: object, name: str, minimum: int) -> int:
+    """Return ``int(value)`` for a Python or numpy integer ``>= minimum`` (bools refused)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}, got {value!r} "
+            f"({type(value).__name__}, not an integer)"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

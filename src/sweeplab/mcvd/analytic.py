@@ -16,6 +16,7 @@ from scipy.special import erfc, erfcinv
 
 from .exact import DEFAULT_TOL, check_times, exact_absorbed_fraction, exact_hitting_rate
 from .geometry import Geometry
+from .validation import check_integer, check_number
 
 __all__ = [
     "ALL_MODELS",
@@ -61,8 +62,9 @@ def erfc_terms(
         ``"image-chain"``: the order-``n`` Kelvin image chain (half-space; see
         :func:`_chain_terms`).
     t_max : float, optional
-        Largest time (s) the terms will be used at; required for a slab, whose image lattice is
-        truncated to the terms that matter up to ``t_max`` (see :data:`LATTICE_TOL`).
+        Largest time (s, finite, >= 0) the terms will be used at; required for a slab, whose
+        image lattice is truncated to the terms that matter up to ``t_max`` (see
+        :data:`LATTICE_TOL`).
     order : int, optional
         ``"image-chain"`` only: chain length ``n >= 1`` (``2n`` erfc terms); default: until the
         image charges fall below 1e-14, where its ``F(∞)`` is the exact image-charge series.
@@ -90,8 +92,11 @@ def _terms(
     if order is not None:
         if model != "image-chain":
             raise ValueError(f"order applies to model 'image-chain' only, got model {model!r}")
-        if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 1:
-            raise ValueError(f"order must be an integer >= 1 (chain length), got {order!r}")
+        check_integer(order, "order", 1)
+    if t_max is not None:
+        t_max = check_number(
+            t_max, "t_max", "a finite time >= 0 s for a slab's image lattice", minimum=0.0
+        )
     rr = geometry.radius
     r0 = geometry.distance
     if model == "free" or not geometry.wall:
@@ -101,7 +106,7 @@ def _terms(
             raise ValueError("model 'image-chain' is for a half-space; use 'exact' in a slab")
         return _chain_terms(geometry, order)
     if geometry.is_slab:
-        if t_max is None or not (math.isfinite(t_max) and t_max >= 0):
+        if t_max is None:
             raise ValueError(
                 f"t_max must be a finite time >= 0 s for a slab's image lattice, got {t_max!r}"
             )
@@ -302,6 +307,15 @@ def image_charges(
     the sphere of centre ``o`` gives ``−Q r_r/|s − o|`` at ``o + (r_r/|s − o|)² (s − o)``; each
     chain alternates between the two spheres until ``|Q| < tol``.
 
+    Parameters
+    ----------
+    geometry : Geometry
+        A half-space channel (``wall=True``, ``slab_width=None``).
+    tol : float
+        Finite, > 0: a chain stops at its first charge with ``|Q| < tol``.
+    max_terms : int
+        Integer >= 1: largest number of charges before giving up (ValueError).
+
     Returns
     -------
     charges : ndarray, shape (n,)
@@ -312,6 +326,8 @@ def image_charges(
     """
     if not geometry.wall or geometry.is_slab:
         raise ValueError("image_charges needs a half-space geometry (wall=True, slab_width=None)")
+    tol = check_number(tol, "tol", "a finite number > 0", minimum=0.0, strict=True)
+    max_terms = check_integer(max_terms, "max_terms", 1)
     rr = geometry.radius
     centres = (np.asarray(geometry.rx), np.asarray(geometry.image_rx))
     charges: list[float] = []

@@ -43,6 +43,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import eval_legendre, roots_legendre
 
 from .geometry import Geometry
+from .validation import check_integer, check_number, non_real_reason, real_array, short_repr
 
 __all__ = [
     "DEFAULT_TOL",
@@ -278,8 +279,8 @@ def laplace_hitting(
         Laplace variable (1/s), any shape; not on the closed negative real axis, except ``s = 0``.
         ``s = 0`` gives ``F(∞)``: the harmonic measure for the half-space, 1 for a slab.
     order : int, optional
-        Multipole order ``L`` (number of Legendre modes); default: raised automatically until
-        ``L`` and ``L / 1.5`` agree to ``tol``.
+        Multipole order ``L >= 1`` (number of Legendre modes); default: raised automatically
+        until ``L`` and ``L / 1.5`` agree to ``tol``.
     tol : float
         Target absolute error (truncation of the multipoles and of the slab's image row).
 
@@ -291,6 +292,11 @@ def laplace_hitting(
     """
     ax = _Axis.of(geometry)
     tol = _tol(tol)
+    if order is not None:
+        order = check_integer(order, "order", 1)
+    reason = non_real_reason(s, allow_complex=True)
+    if reason is not None:
+        raise ValueError(f"s must be complex or real numbers (1/s), got {short_repr(s)} ({reason})")
     sa = np.asarray(s, dtype=np.complex128)
     flat = sa.ravel()
     if np.any((flat.imag == 0) & (flat.real < 0)) or not np.all(np.isfinite(flat)):
@@ -432,8 +438,12 @@ def _invert(
 
 
 def check_times(t: ArrayLike) -> NDArray[np.float64]:
-    """Return ``t`` as float64 times (s), refusing non-finite or negative values by name."""
-    arr = np.asarray(t, dtype=np.float64)
+    """Return ``t`` as float64 times (s), refusing non-real, non-finite or negative values by name.
+
+    Booleans, complex numbers, strings, ``None`` and object arrays are refused (``t=True`` is
+    not a time of 1 s).
+    """
+    arr = real_array(t, "times", "finite and >= 0 s")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         bad = arr[~(np.isfinite(arr) & (arr >= 0))].ravel()[:3]
         raise ValueError(f"times must be finite and >= 0 s, got {bad.tolist()}")
@@ -441,12 +451,13 @@ def check_times(t: ArrayLike) -> NDArray[np.float64]:
 
 
 def _tol(tol: float) -> float:
-    if isinstance(tol, bool) or not (isinstance(tol, int | float) and 1e-12 <= tol <= 1e-3):
-        raise ValueError(
-            f"tol must be a number in [1e-12, 1e-3] (round-off limits the inversion to ~1e-12), "
-            f"got {tol!r}"
-        )
-    return float(tol)
+    return check_number(
+        tol,
+        "tol",
+        "a number in [1e-12, 1e-3] (round-off limits the inversion to ~1e-12)",
+        minimum=1e-12,
+        maximum=1e-3,
+    )
 
 
 def _exact(g: Geometry, t: ArrayLike, tol: float, cumulative: bool) -> NDArray[np.float64]:

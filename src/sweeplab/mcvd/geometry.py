@@ -15,18 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .validation import check_boolean, check_number, non_real_reason, real_array
+
 __all__ = ["Geometry"]
 
 Vector = NDArray[np.float64]
 
 
 def _point(name: str, value: Sequence[float]) -> tuple[float, float, float]:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be three real coordinates (x, y, z) in µm, got {value!r}"
-        ) from None
+    arr = real_array(value, name, "three real coordinates (x, y, z) in µm")
     if arr.shape != (3,):
         raise ValueError(f"{name} must be three coordinates (x, y, z) in µm, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -35,32 +32,24 @@ def _point(name: str, value: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _positive(name: str, value: float, unit: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number in {unit}, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be finite and > 0 {unit}, got {value!r}")
-    return v
+    return check_number(value, name, f"finite and > 0 {unit}", minimum=0.0, strict=True)
 
 
 def _slab_width(value: object, radius: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool | np.bool_) or not isinstance(
-        value, int | float | np.integer | np.floating
-    ):
+    if non_real_reason(value) is not None or np.ndim(value) != 0:
         raise ValueError(
             f"slab_width must be None (half-space) or a finite number > 2 * radius = "
             f"{2 * radius:.6g} µm, got {value!r}"
         )
-    w = float(value)
-    if not (math.isfinite(w) and w > 2 * radius):
-        raise ValueError(
-            f"slab_width must be finite and > 2 * radius = {2 * radius:.6g} µm "
-            f"(the receiver must fit between the planes), got {value!r}"
-        )
-    return w
+    return check_number(
+        value,
+        "slab_width",
+        f"finite and > 2 * radius = {2 * radius:.6g} µm (the receiver must fit between the planes)",
+        minimum=2 * radius,
+        strict=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +78,8 @@ class Geometry:
     Raises
     ------
     ValueError
-        Naming the offending value and the allowed range, on any invalid input.
+        Naming the offending value and the allowed range, on any invalid input (booleans,
+        strings, complex numbers and other non-real types included: ``D=True`` is refused).
 
     """
 
@@ -105,15 +95,12 @@ class Geometry:
         rx = _point("rx", self.rx)
         radius = _positive("radius", self.radius, "µm")
         d = _positive("D", self.D, "µm²/s")
-        if not isinstance(self.wall, bool | np.bool_):
-            raise ValueError(
-                f"wall must be True (reflecting plane x = 0) or False, got {self.wall!r}"
-            )
+        wall = check_boolean(self.wall, "wall", "reflecting plane x = 0")
         object.__setattr__(self, "tx", tx)
         object.__setattr__(self, "rx", rx)
         object.__setattr__(self, "radius", radius)
         object.__setattr__(self, "D", d)
-        object.__setattr__(self, "wall", bool(self.wall))
+        object.__setattr__(self, "wall", wall)
         width = _slab_width(self.slab_width, radius)
         if width is not None and not self.wall:
             raise ValueError(

@@ -23,6 +23,7 @@ from scipy.optimize import minimize_scalar
 from .analytic import absorbed_fraction, hitting_rate
 from .geometry import Geometry
 from .simulator import SimulationResult, binned_hitting_rate
+from .validation import check_integer, check_number
 
 __all__ = [
     "Estimate",
@@ -59,11 +60,7 @@ class Estimate:
 
 
 def _symbol_time(ts: float) -> float:
-    if isinstance(ts, bool) or not isinstance(ts, int | float | np.floating | np.integer):
-        raise ValueError(f"symbol_time must be a finite number > 0 s, got {ts!r}")
-    if not (math.isfinite(ts) and ts > 0):
-        raise ValueError(f"symbol_time must be a finite number > 0 s, got {ts!r}")
-    return float(ts)
+    return check_number(ts, "symbol_time", "a finite number > 0 s", minimum=0.0, strict=True)
 
 
 def _steps_of(result: SimulationResult, t: float, name: str) -> int:
@@ -138,8 +135,7 @@ def isi_taps(
 
     """
     ts = _symbol_time(symbol_time)
-    if isinstance(n_taps, bool) or not isinstance(n_taps, int | np.integer) or n_taps < 1:
-        raise ValueError(f"n_taps must be an integer >= 1, got {n_taps!r}")
+    n_taps = check_integer(n_taps, "n_taps", 1)
     edges = ts * np.arange(n_taps + 1, dtype=np.float64)
     if isinstance(source, SimulationResult):
         _steps_of(source, float(edges[-1]), "n_taps * symbol_time")
@@ -215,7 +211,8 @@ def peak(
     bin_width : float
         Simulation only: histogram bin (s), a whole number of steps dividing ``t_end``.
     seed : int
-        Simulation only: seed of the parametric bootstrap (``numpy.random.default_rng``).
+        Simulation only: seed of the parametric bootstrap (``numpy.random.default_rng``), an
+        integer >= 0.
 
     Returns
     -------
@@ -236,6 +233,7 @@ def peak(
     if not isinstance(source, SimulationResult):
         t, f = _model_peak(source, model)
         return Estimate(t), Estimate(f)
+    seed = check_integer(seed, "seed", 0)
     edges, rate, se = binned_hitting_rate(source, bin_width)
     centres = 0.5 * (edges[1:] + edges[:-1])
     t0, f0 = _histogram_peak(rate, se, centres)
@@ -282,9 +280,10 @@ def relative_error(
     value, reference : ndarray
         Same shape, e.g. cumulative fractions F(t) (dimensionless).
     floor : float
-        Smallest reference value at which a relative error is meaningful.
+        Smallest reference value at which a relative error is meaningful (finite, >= 0).
 
     """
+    floor = check_number(floor, "floor", "a finite number >= 0", minimum=0.0)
     ref = np.asarray(reference, dtype=np.float64)
     out = np.full(ref.shape, math.nan)
     ok = ref > floor
@@ -297,6 +296,24 @@ def whole_steps(duration: float, step: float, rtol: float = 1e-9) -> bool:
 
     Binned rates, symbol durations and the end time of a simulation must fall on step
     boundaries; this is the check the sweep applies to every such setting.
+
+    Parameters
+    ----------
+    duration : float
+        Finite, >= 0 (s).
+    step : float
+        Finite, > 0 (s).
+    rtol : float
+        Finite, >= 0: relative tolerance on the number of steps.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not a real number in its range (bools are refused).
+
     """
+    duration = check_number(duration, "duration", "a finite number >= 0 s", minimum=0.0)
+    step = check_number(step, "step", "a finite number > 0 s", minimum=0.0, strict=True)
+    rtol = check_number(rtol, "rtol", "a finite number >= 0", minimum=0.0)
     n = duration / step
     return abs(n - round(n)) <= rtol * n

@@ -20,7 +20,6 @@ batches execute on different Dask workers gives bit-identical counts.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from numpy.typing import NDArray
 
 from .geometry import Geometry
 from .kernel import walk
+from .validation import check_boolean, check_integer, check_number
 
 __all__ = [
     "CORRECTIONS",
@@ -91,26 +91,25 @@ class SimulationResult:
         return int(self.counts.sum())
 
 
-def _steps(t_end: float, dt: float) -> int:
-    for name, v in (("t_end", t_end), ("dt", dt)):
-        if not (
-            isinstance(v, int | float | np.floating | np.integer) and math.isfinite(v) and v > 0
-        ):
-            raise ValueError(f"{name} must be a finite number > 0 s, got {v!r}")
-    n = t_end / dt
+def _steps(duration: float, dt: float, name: str = "t_end") -> int:
+    """Return the number of steps ``dt`` in ``duration`` (s), a whole number >= 1.
+
+    ``name`` is the parameter ``duration`` came from (``t_end``, ``bin_width``), used in errors.
+    """
+    d = check_number(duration, name, "a finite number > 0 s", minimum=0.0, strict=True)
+    step = check_number(dt, "dt", "a finite number > 0 s", minimum=0.0, strict=True)
+    n = d / step
     n_steps = round(n)
     if n_steps < 1 or abs(n - n_steps) > 1e-9 * max(1.0, n):
         raise ValueError(
-            f"t_end / dt must be a positive integer number of steps, got "
-            f"t_end = {t_end!r} s, dt = {dt!r} s (ratio {n:.12g})"
+            f"{name} / dt must be a positive integer number of steps, got "
+            f"{name} = {duration!r} s, dt = {dt!r} s (ratio {n:.12g})"
         )
     return int(n_steps)
 
 
 def _count(name: str, v: int, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+    return check_integer(v, name, minimum)
 
 
 def _correction(correction: str) -> bool:
@@ -162,6 +161,7 @@ def _run(
     n_steps = _steps(t_end, dt)
     n = _count("n_molecules", n_molecules, 1)
     bridge = _correction(correction)
+    jumps = check_boolean(jumps, "jumps", "exact far-field multi-step jumps")
     counts = np.zeros(n_steps, dtype=np.int64)
     rng = np.random.default_rng(_seed_sequence(seed))
     t0 = time.perf_counter()
@@ -177,7 +177,7 @@ def _run(
         bool(wall),
         0.0 if width is None else float(width),
         bridge,
-        bool(jumps),
+        jumps,
         counts,
     )
     elapsed = time.perf_counter() - t0
@@ -369,7 +369,8 @@ def binned_hitting_rate(
     result : SimulationResult
         A simulation.
     bin_width : float
-        Bin width (s); must be a whole number of steps and divide ``t_end``.
+        Bin width (s), finite and > 0; must be a whole number of steps ``dt`` and divide
+        ``t_end``.
 
     Returns
     -------
@@ -383,7 +384,7 @@ def binned_hitting_rate(
         fraction absorbed in the bin.
 
     """
-    per_bin = _steps(bin_width, result.dt)
+    per_bin = _steps(bin_width, result.dt, "bin_width")
     n_steps = result.counts.size
     if n_steps % per_bin:
         raise ValueError(

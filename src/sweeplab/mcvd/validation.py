@@ -1,0 +1,176 @@
+"""Argument checks shared by the :mod:`sweeplab.mcvd` functions.
+
+Every public function checks its numeric arguments here, so that the same inputs are refused
+everywhere with the same kind of message: ``"<name> must be <allowed range>, got <value!r>"``,
+followed by the reason when the value is not a real number at all (a bool, a complex number, a
+string, an object array, ...). Booleans are refused even though Python treats them as the
+integers 0 and 1: ``D=True`` or ``t_end=True`` is a mistake, never a unit value. All errors are
+:class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "check_boolean",
+    "check_integer",
+    "check_number",
+    "non_real_reason",
+    "real_array",
+    "short_repr",
+]
+
+_REAL_KINDS = "iuf"
+_COMPLEX_KINDS = "iufc"
+
+
+def _bad_scalar_type(value: object, allow_complex: bool) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind not in (_COMPLEX_KINDS if allow_complex else _REAL_KINDS)
+    return not isinstance(value, numbers.Complex if allow_complex else numbers.Real)
+
+
+def non_real_reason(value: object, *, allow_complex: bool = False) -> str | None:
+    """Say why ``value`` is not a real number or an array_like of real numbers.
+
+    Parameters
+    ----------
+    value : object
+        A scalar, a numpy array or a (nested) sequence.
+    allow_complex : bool
+        Accept complex numbers too (real ones always are).
+
+    Returns
+    -------
+    str or None
+        ``None`` if every entry is an integer or a floating-point number (Python or numpy, or a
+        complex one with ``allow_complex``); otherwise a short reason such as
+        ``"bool, not a real number"`` or ``"an array of dtype complex128, not real numbers"``.
+        Booleans and object arrays are refused.
+
+    """
+    kinds = _COMPLEX_KINDS if allow_complex else _REAL_KINDS
+    what = "numbers" if allow_complex else "real numbers"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in kinds:
+            return None
+        return f"an array of dtype {value.dtype}, not {what}"
+    if not isinstance(value, list | tuple):
+        if _bad_scalar_type(value, allow_complex):
+            return f"{type(value).__name__}, not a {what[:-1]}"
+        return None
+    try:
+        entries = np.asarray(value, dtype=object)
+    except ValueError:
+        return f"a ragged sequence, not {what}"
+    bad = sorted({type(x).__name__ for x in entries.flat if _bad_scalar_type(x, allow_complex)})
+    if bad:
+        return f"entries of type {', '.join(bad)}, not {what}"
+    return None
+
+
+def real_array(value: ArrayLike, name: str, allowed: str) -> NDArray[np.float64]:
+    """Return ``value`` as a float64 array after refusing non-real entries.
+
+    Only the types are checked here (no range); the caller checks the values.
+
+    Raises
+    ------
+    ValueError
+        ``"<name> must be <allowed>, got <value!r> (<reason>)"`` if an entry is a bool, a
+        complex number, a string, ``None`` or another non-real object, or an object array.
+
+    """
+    reason = non_real_reason(value)
+    if reason is None:
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            reason = str(exc)
+    raise ValueError(f"{name} must be {allowed}, got {short_repr(value)} ({reason})")
+
+
+def check_number(
+    value: object,
+    name: str,
+    allowed: str,
+    *,
+    minimum: float = -math.inf,
+    maximum: float = math.inf,
+    strict: bool = False,
+) -> float:
+    """Return ``float(value)`` for a finite real number in range.
+
+    Parameters
+    ----------
+    value : object
+        A Python or numpy integer or float, or a 0-d real array; bools are refused.
+    name : str
+        Parameter name used in the message.
+    allowed : str
+        The allowed range in words, e.g. ``"a finite number > 0 s"``.
+    minimum, maximum : float
+        Bounds (inclusive unless ``strict``, which makes the lower bound exclusive).
+    strict : bool
+        ``value > minimum`` instead of ``value >= minimum``.
+
+    Raises
+    ------
+    ValueError
+        ``"<name> must be <allowed>, got <value!r>"``, with the reason appended when ``value``
+        is not a real number.
+
+    """
+    reason = non_real_reason(value)
+    if reason is None and np.ndim(value) != 0:
+        reason = f"an array of shape {np.shape(value)}, not a single number"
+    if reason is not None:
+        raise ValueError(f"{name} must be {allowed}, got {short_repr(value)} ({reason})")
+    v = float(value)  # type: ignore[arg-type]
+    low_ok = v > minimum if strict else v >= minimum
+    if not (math.isfinite(v) and low_ok and v <= maximum):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return v
+
+
+def check_integer(value: object, name: str, minimum: int) -> int:
+    """Return ``int(value)`` for a Python or numpy integer ``>= minimum`` (bools refused).
+
+    Raises
+    ------
+    ValueError
+        ``"<name> must be an integer >= <minimum>, got <value!r>"``.
+
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}, got {short_repr(value)} "
+            f"({type(value).__name__}, not an integer)"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_boolean(value: object, name: str, meaning: str) -> bool:
+    """Return ``bool(value)`` for ``True``/``False`` (or numpy bools), refusing anything else.
+
+    ``meaning`` says what ``True`` does; the message is
+    ``"<name> must be True (<meaning>) or False, got <value!r>"``.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True ({meaning}) or False, got {short_repr(value)}")
+    return bool(value)
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for long sequences and arrays."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
