@@ -1,9 +1,13 @@
-"""Draw figures (PNG + SVG) from aggregated datasets.
+"""Draw figures (PNG, SVG and PDF) from aggregated datasets.
 
 Each experiment with figures has a module ``sweeplab.plots.<experiment>`` whose ``FIGURES`` maps a
 figure name to a function ``Dataset -> matplotlib Figure``; it is found by name (no list to
 edit). Figures read only the stores: nothing here imports the sweep layer. Which figures an
 experiment has is declared by its experiment module; a test checks the two agree.
+
+Every figure is drawn and saved inside :func:`sweeplab.plots.style.context` (the one style of
+the figures: journal-column sizes, fonts, colour-blind-safe palette, constrained layout); the
+style is not applied globally, so importing this package changes no matplotlib setting.
 """
 
 from __future__ import annotations
@@ -21,9 +25,16 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "draw_all"]
+from . import style
+
+__all__ = ["FIGURES", "FORMATS", "draw_all"]
 
 logger = logging.getLogger(__name__)
+
+#: file formats written per figure: raster (PNG at ``style.DPI``) and vector (SVG, PDF)
+FORMATS = ("png", "svg", "pdf")
+#: no creation date in the vector files, so that redrawing the same data gives the same bytes
+_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 
 def _discover() -> dict[str, tuple[str, Callable[[xr.Dataset], Figure]]]:
@@ -50,14 +61,15 @@ def draw_all(datasets: Iterable[Path], out: Path, names: Iterable[str] | None = 
         Aggregated stores; each figure uses the one whose ``experiment`` attribute matches.
         Empty: ``results/<experiment>.zarr``.
     out : Path
-        Output directory (``<name>.png`` at 200 dpi and ``<name>.svg``).
+        Output directory: ``<name>.png`` (at :data:`sweeplab.plots.style.DPI` dots per inch),
+        ``<name>.svg`` and ``<name>.pdf`` per figure.
     names : iterable of str, optional
         Figure names (keys of :data:`FIGURES`).
 
     Returns
     -------
     list of Path
-        The written files.
+        The written files, per figure in the order of :data:`FORMATS`.
 
     """
     by_experiment: dict[str, Path] = {}
@@ -78,11 +90,14 @@ def draw_all(datasets: Iterable[Path], out: Path, names: Iterable[str] | None = 
             if not path.exists():
                 raise FileNotFoundError(f"figure {name} needs the {experiment} dataset {path}")
             cache[experiment] = xr.open_zarr(path).load()
-        fig = fn(cache[experiment])
-        for ext in ("png", "svg"):
-            path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=200)
-            written.append(path)
-        plt.close(fig)
-        logger.info("figure %s written", name)
+        with style.context():  # rc settings are read while drawing *and* while saving
+            fig = fn(cache[experiment])
+            try:
+                for ext in FORMATS:
+                    path = out / f"{name}.{ext}"
+                    fig.savefig(path, dpi=style.DPI, metadata=_METADATA.get(ext))
+                    written.append(path)
+            finally:
+                plt.close(fig)
+        logger.info("figure %s written (%s)", name, ", ".join(FORMATS))
     return written
