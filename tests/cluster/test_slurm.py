@@ -1,22 +1,33 @@
 """The sweep on a real (private, single-node) Slurm: executor profile, dask-jobqueue, scancel.
 
+``slurm-dask`` runs with TLS on: its scheduler and worker jobs refuse clients without the
+cluster's credentials.
+
 Every test compares against a plain local run of the same config: Slurm must change where
 blocks run, never what they compute.
 """
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import xarray as xr
+from distributed import Client
+from distributed.security import Security
 from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
 
 from sweeplab.sweep import open_block, open_dataset, read_block
+from sweeplab.sweep.cluster import SchedulerUnavailableError, dask_client
+from sweeplab.sweep.experiments import REGISTRY
 
 pytestmark = pytest.mark.slurm
 
@@ -183,7 +194,8 @@ def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
     for store in kept:
         read_block(store, "channel")
     plan = planned_jobs(snakemake(reported, *SLURM_ARGS, "-n", env=slurm.env))
-    assert plan == {"channel_block": 2 - len(kept), "aggregate": 1, "figures_channel": 1,
+    n_figures = len(REGISTRY["channel"].figures)  # one job per figure
+    assert plan == {"channel_block": 2 - len(kept), "aggregate": 1, "figures_channel": n_figures,
                     "default": 1}  # fmt: skip
     snakemake(reported, *SLURM_ARGS, env=slurm.env, timeout=900)
     assert_same_results(local, reported, ["channel"])
@@ -207,9 +219,15 @@ def test_dask_jobqueue_runs_points_on_slurm_workers(slurm, tmp_path):
     env = {**os.environ, **slurm.env, "DASK_LOGGING__DISTRIBUTED": "info"}
     proc = subprocess.run(cmd, cwd=remote, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    address = json.loads((remote / "scheduler.json").read_text())["address"]
-    assert address.startswith("tcp://127.0.0.1:")
+    sched = json.loads((remote / "scheduler.json").read_text())
+    address = sched["address"]
+    assert address.startswith("tls://127.0.0.1:")  # TLS only, on the interface asked for
     assert f"SLURMCluster at {address}" in proc.stderr
+    assert (remote / "scheduler.json").stat().st_mode & 0o777 == 0o600
+    # the credentials lived in a private directory of the run, deleted when it ended
+    creds = Path(sched["security"]["tls_client_key"]).parent
+    assert creds.parent == remote.resolve() and creds.name.startswith(".sweeplab-dask-")
+    assert not creds.exists()
     assert_same_results(local, remote, ["channel", "sharpness"])
 
     # the points ran on Dask workers that were Slurm jobs, all cancelled when the run ended
@@ -231,3 +249,114 @@ def test_dask_jobqueue_runs_points_on_slurm_workers(slurm, tmp_path):
         name = store.name.removesuffix(".zarr.zip")
         rule_log = remote / "results" / "logs" / store.parent.name / f"{name}.log"
         assert f"connecting to Dask scheduler at {address}" in rule_log.read_text()
+    logs = [proc.stderr, *(p.read_text() for p in (remote / "logs").rglob("*.*") if p.is_file()),
+            *(p.read_text() for p in (remote / "results" / "logs").rglob("*.log"))]  # fmt: skip
+    assert not any("PRIVATE KEY" in text for text in logs)
+
+
+def _listening(proc: psutil.Process) -> list[str]:
+    """Addresses the process and its children listen on."""
+    found = []
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found += [c.laddr.ip for c in p.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN]  # fmt: skip
+    return found
+
+
+def _refused_without_client_cert(address: str, ca_file: str) -> bool:
+    """Whether a TLS client that trusts the scheduler but shows no certificate is turned away."""
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.check_hostname = False
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=10) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            tls.sendall(b"\0" * 8)
+            return tls.recv(1) == b""  # TLS 1.3: the server's alert, or a close, comes here
+    except (ssl.SSLError, ConnectionError):
+        return True
+
+
+def test_slurm_dask_serves_tls_only_and_refuses_clients_without_credentials(slurm, tmp_path):
+    before = set(jobs(slurm))
+    cmd = [str(BIN / "sweeplab"), "slurm-dask", "--serve", "--interface", "lo", "--min-jobs", "1",
+           "--max-jobs", "1", "--memory", "1GB", "--walltime", "00:10:00",
+           "--scheduler-file", "scheduler.json"]  # fmt: skip
+    env = {**os.environ, **slurm.env, "DASK_LOGGING__DISTRIBUTED": "info"}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    sched = tmp_path / "scheduler.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not sched.exists():
+            assert proc.poll() is None, proc.communicate()[0][-4000:]
+            assert time.monotonic() < deadline, "no scheduler file after 120 s"
+            time.sleep(0.2)
+        info = json.loads(sched.read_text())
+        address, security = info["address"], info["security"]
+        assert address.startswith("tls://127.0.0.1:") and security["require_encryption"]
+        creds = Path(security["tls_client_key"]).parent
+        assert creds.stat().st_mode & 0o777 == 0o700
+        assert {p.name: p.stat().st_mode & 0o777 for p in creds.iterdir()} == {
+            "ca.pem": 0o600, "key.pem": 0o600, "scheduler.json": 0o600}  # fmt: skip
+        assert sched.stat().st_mode & 0o777 == 0o600 and "PRIVATE KEY" not in sched.read_text()
+
+        # with the credentials (as a block connects), a task runs on the worker job
+        with dask_client(1, {"scheduler_file": str(sched), "timeout": 30}) as client:
+            client.wait_for_workers(1, timeout=300)
+            assert client.submit(sum, [20, 22]).result(timeout=120) == 42
+            worker_addresses = list(client.scheduler_info()["workers"])
+        assert worker_addresses and all(a.startswith("tls://127.0.0.1:") for a in worker_addresses)
+
+        # everything listens on the interface asked for (lo): the scheduler in slurm-dask, the
+        # worker job's nanny, worker and the worker's HTTP server
+        assert set(_listening(psutil.Process(proc.pid))) == {"127.0.0.1"}
+        worker_procs = [p for p in psutil.process_iter(["cmdline"])
+                        if "distributed.cli.dask_worker" in " ".join(p.info["cmdline"] or [])
+                        and address in (p.info["cmdline"] or [])]  # fmt: skip
+        assert worker_procs
+        for p in worker_procs:
+            found = _listening(p)
+            assert len(found) >= 3 and set(found) == {"127.0.0.1"}, found
+
+        # the submitted batch script names the credential files and holds no key
+        (job_id,) = set(jobs(slurm)) - before
+        script = slurm.run("scontrol", "write", "batch_script", job_id, "-")
+        assert "PRIVATE KEY" not in script and f"--tls-key {creds}/key.pem" in script
+        assert "--protocol tls://" in script
+
+        # without the credentials: refused, each within a short timeout
+        plain = address.replace("tls://", "tcp://")
+        for bad in ({"address": plain, "timeout": 3}, {"address": address, "timeout": 3}):
+            t0 = time.monotonic()
+            with pytest.raises(SchedulerUnavailableError, match=re.escape(bad["address"])):
+                with dask_client(1, bad):
+                    pass
+            assert time.monotonic() - t0 < 30
+        t0 = time.monotonic()
+        with pytest.raises(OSError):  # a TLS client with a certificate of its own making
+            Client(address, security=Security.temporary(), timeout=3)
+        assert time.monotonic() - t0 < 30
+        assert _refused_without_client_cert(address, security["tls_ca_file"])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: stop the cluster, cancel its jobs
+        try:
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 0, out[-4000:]
+    assert not creds.exists()  # credentials deleted with the cluster
+    assert "PRIVATE KEY" not in out
+    # its worker job was cancelled when the cluster stopped
+    deadline = time.monotonic() + 60
+    while jobs(slurm)[job_id]["state"] not in ("CANCELLED", "COMPLETED"):
+        assert time.monotonic() < deadline, jobs(slurm)[job_id]
+        time.sleep(1)

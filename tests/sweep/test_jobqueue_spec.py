@@ -56,3 +56,131 @@ def test_slurm_dask_cli_rejects_bad_spec_before_submitting(tmp_path):
     assert "walltime = '1 hour'; allowed: Slurm time" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing submitted, nothing written
+
+
+# --- network interface and TLS of `slurm-dask` (no Slurm needed: no worker job is submitted) ---
+
+
+def test_interface_defaults_to_a_local_one_and_is_checked():
+    import dask
+    import psutil
+
+    from sweeplab.sweep.jobqueue import default_interface
+
+    kw = SlurmWorkers().cluster_kwargs()
+    assert kw["interface"] == default_interface() and kw["interface"] in psutil.net_if_addrs()
+    with dask.config.set({"jobqueue.slurm.interface": "lo"}):
+        assert SlurmWorkers().cluster_kwargs()["interface"] == "lo"  # the site's choice
+        assert SlurmWorkers(interface="lo").cluster_kwargs()["interface"] == "lo"
+    with pytest.raises(ValueError, match=r"interface = 'nosuch0'; allowed: a network interface"):
+        SlurmWorkers(interface="nosuch0").cluster_kwargs()
+
+
+def test_worker_jobs_require_tls_and_bind_their_http_server():
+    import dask
+
+    with dask.config.set({"jobqueue.slurm.worker-extra-args": ["--lifetime", "55m"]}):
+        kw = SlurmWorkers(interface="lo").cluster_kwargs()
+    assert "export DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True" in kw["job_script_prologue"]
+    assert any(line.startswith("SWEEPLAB_DASK_HOST=$(") and line.endswith(" lo) || exit 1")
+               for line in kw["job_script_prologue"])  # fmt: skip
+    assert kw["worker_extra_args"] == ["--lifetime", "55m", "--dashboard-address",
+                                       '"${SWEEPLAB_DASK_HOST}:0"']  # fmt: skip
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_temporary_credentials_are_private_files(tmp_path):
+    from sweeplab.sweep.jobqueue import cluster_credentials
+
+    creds = cluster_credentials(tmp_path)
+    assert not creds.site and creds.directory.parent == tmp_path.resolve()
+    assert creds.directory.name.startswith(".sweeplab-dask-") and _mode(creds.directory) == 0o700
+    assert sorted(p.name for p in creds.directory.iterdir()) == ["ca.pem", "key.pem"]
+    assert all(_mode(p) == 0o600 for p in creds.directory.iterdir())
+    assert "PRIVATE KEY" in (creds.directory / "key.pem").read_text()
+    sec = creds.security
+    assert sec.require_encryption
+    for role in ("scheduler", "worker", "client"):  # every role: paths, not in-memory PEM
+        tls = sec.get_tls_config_for_role(role)
+        assert all(Path(tls[k]).parent == creds.directory for k in ("ca_file", "cert", "key"))
+    assert creds.client == {
+        "tls_ca_file": sec.tls_ca_file,
+        "tls_client_cert": sec.tls_ca_file,
+        "tls_client_key": sec.tls_client_key,
+        "require_encryption": True,
+    }
+
+
+def test_site_certificates_come_from_dask_config(tmp_path):
+    import dask
+    from distributed.security import Security
+
+    from sweeplab.sweep.jobqueue import cluster_credentials
+
+    temp = Security.temporary()
+    (tmp_path / "ca.pem").write_text(temp.tls_ca_file)
+    (tmp_path / "node.pem").write_text(temp.tls_worker_cert + temp.tls_worker_key)  # key appended
+    site = {"distributed.comm.tls.ca-file": str(tmp_path / "ca.pem")}
+    with dask.config.set(site), pytest.raises(ValueError, match=r"scheduler\.cert, distributed"):
+        cluster_credentials(tmp_path)
+    assert not list(tmp_path.glob(".sweeplab-dask-*"))  # cleaned up
+    for role in ("scheduler", "worker", "client"):
+        site[f"distributed.comm.tls.{role}.cert"] = str(tmp_path / "node.pem")
+    with dask.config.set(site):
+        creds = cluster_credentials(tmp_path)
+    assert creds.site and not list(creds.directory.iterdir())  # nothing copied
+    assert creds.security.require_encryption
+    assert creds.security.tls_worker_cert == str(tmp_path / "node.pem")
+    assert creds.client == {"tls_ca_file": str((tmp_path / "ca.pem").resolve()),
+                            "tls_client_cert": str((tmp_path / "node.pem").resolve()),
+                            "require_encryption": True}  # fmt: skip
+
+
+def test_slurm_cluster_scheduler_is_tls_only_on_its_interface(tmp_path, monkeypatch):
+    import psutil
+    from distributed import Client
+
+    from sweeplab.sweep.cluster import SchedulerUnavailableError, dask_client
+    from sweeplab.sweep.jobqueue import slurm_cluster
+
+    monkeypatch.chdir(tmp_path)
+    workers = SlurmWorkers(interface="lo", minimum_jobs=0, maximum_jobs=1)
+    with slurm_cluster(workers) as running:
+        address = running.address
+        assert address.startswith("tls://127.0.0.1:")
+        listening = [c.laddr.ip for c in psutil.Process().net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]  # fmt: skip
+        assert listening and set(listening) == {"127.0.0.1"}  # scheduler and its dashboard
+        creds = running.credentials.directory
+        assert creds.parent == tmp_path.resolve() and _mode(creds) == 0o700
+        assert running.scheduler_file.parent == creds and _mode(running.scheduler_file) == 0o600
+        # the worker job script names the credential files; no key travels in it
+        script = running.cluster.job_script()
+        assert "PRIVATE KEY" not in script and f"--tls-key {creds}/key.pem" in script
+        assert f" {address} " in script and "--protocol tls://" in script
+        assert "--interface lo" in script
+        # blocks connect with the scheduler file; a client without credentials is refused
+        with dask_client(1, {"scheduler_file": str(running.scheduler_file), "timeout": 10}) as c:
+            assert c.scheduler_info()["address"] == address
+        for bad in (address.replace("tls://", "tcp://"), address):
+            with pytest.raises(SchedulerUnavailableError, match=bad):
+                with dask_client(1, {"address": bad, "timeout": 2}):
+                    pass
+        with pytest.raises(OSError):  # a TLS client with a certificate of its own making
+            from distributed.security import Security
+
+            Client(address, security=Security.temporary(), timeout=2)
+    assert not creds.exists()  # removed with the cluster
+
+
+def test_slurm_dask_cli_rejects_unknown_interface_before_starting(tmp_path):
+    proc = subprocess.run(
+        [str(BIN / "sweeplab"), "slurm-dask", "--interface", "nosuch0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "interface = 'nosuch0'; allowed: a network interface" in proc.stderr
+    assert not list(tmp_path.iterdir())
