@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import click
@@ -75,8 +73,13 @@ def run_block_cmd(
 ) -> None:
     """Run one BLOCK of EXPERIMENT and write its one-file store atomically."""
     from sweeplab.sweep import run_block
+    from sweeplab.sweep.configcheck import validate_block
 
     config = {experiment: _json(settings, "--settings"), "dask": _json(dask_json, "--dask")}
+    try:  # a usage error (exit 2) before anything starts; run_block checks again
+        validate_block(experiment, block, config[experiment])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="BLOCK or --settings") from None
     try:
         run_block(experiment, block, config, out, threads=threads)
     except ValueError as exc:
@@ -102,8 +105,13 @@ def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full:
     """
     from sweeplab.sweep import aggregate as agg
     from sweeplab.sweep import provenance
+    from sweeplab.sweep.configcheck import validate_section
 
     section = _json(settings, "--settings")
+    try:
+        validate_section(experiment, section)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--settings") from None
     attrs = {"title": f"sweeplab {experiment} sweep", **provenance({experiment: section})}
     try:
         report = agg(experiment, section, blocks_dir, out, attrs=attrs, full=full)
@@ -116,12 +124,6 @@ def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full:
     )  # fmt: skip
 
 
-def _figure_names() -> list[str]:
-    from sweeplab.plots import FIGURES
-
-    return list(FIGURES)
-
-
 @main.command()
 @click.option(
     "--dataset",
@@ -132,10 +134,20 @@ def _figure_names() -> list[str]:
 )
 @click.option("--out", default="results/figures", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
-@click.argument("names", nargs=-1, type=click.Choice(_figure_names()))
+@click.argument("names", nargs=-1)
 def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> None:
-    """Draw figures NAMES (default: all) as PNG + SVG from aggregated stores."""
-    from sweeplab.plots import draw_all
+    """Draw figures NAMES (default: all) as PNG, SVG and PDF from aggregated stores."""
+    try:  # imported here: `sweeplab --help` and the other commands need no matplotlib
+        from sweeplab.plots import FIGURES, draw_all
+    except ImportError as exc:
+        raise click.ClickException(f"{exc}; pip install 'sweeplab[plots]'") from None
+
+    for name in names:
+        if name not in FIGURES:
+            raise click.BadParameter(
+                f"{name!r} is not one of {', '.join(repr(n) for n in FIGURES)}",
+                param_hint="NAMES",
+            )
 
     try:
         paths = draw_all(list(datasets), out, names or None)
@@ -185,38 +197,29 @@ def info(path: Path) -> None:
 
 @main.command()
 @click.argument("name")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest")
 @click.option("--results", default="results", type=click.Path(path_type=Path), show_default=True)
-def export(name: str, dest: Path, results: Path) -> None:
-    """Export dataset NAME (e.g. ``channel``) to DEST: a directory store, or ``.zarr.zip``.
+@click.option("--force", is_flag=True, help="Replace DEST if it is a sweeplab store (atomically).")
+def export(name: str, dest: str, results: Path, force: bool) -> None:
+    """Export dataset NAME (e.g. ``channel``) to DEST: a directory, ``.zarr.zip`` or ``s3://`` URL.
 
     The copy is self-contained and consolidated, with a README attribute, and opens with
-    ``xarray.open_zarr`` without sweeplab installed.
+    ``xarray.open_zarr`` without sweeplab installed. An existing DEST is refused; with --force
+    it is replaced only if it is a sweeplab store. DEST may not be in or around RESULTS.
+    S3 endpoint and credentials come from the environment (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_PROFILE) or the fsspec configuration.
     """
-    from sweeplab.sweep import open_dataset, write_atomic
+    from sweeplab.sweep.export import export_dataset
 
-    src = results / f"{name}.zarr"
-    if not src.exists():
-        raise click.ClickException(f"no dataset {src}; run the workflow first")
-    ds = open_dataset(src).load()
-    ds.attrs["README"] = (
-        f"sweeplab {name} dataset (sweeplab {ds.attrs.get('sweeplab_version', '?')}). Open with "
-        "xarray.open_zarr(path). Every variable has units and long_name attributes; 'status' is 1 "
-        "where a point failed ('error' holds its message); 'config' holds the sweep settings."
-    )
-    if dest.name.endswith(".zip"):
-        tmpdir = dest.with_name(f".{dest.name}.d")
-        write_atomic(ds, tmpdir)
-        tmpzip = dest.with_name(f".{dest.name}.tmp")
-        with zipfile.ZipFile(tmpzip, "w", compression=zipfile.ZIP_STORED) as zf:
-            for f in sorted(tmpdir.rglob("*")):
-                if f.is_file():
-                    zf.write(f, f.relative_to(tmpdir).as_posix())
-        tmpzip.replace(dest)
-        shutil.rmtree(tmpdir)
-    else:
-        write_atomic(ds, dest)
-    click.echo(str(dest))
+    for chatty in ("botocore", "aiobotocore", "s3fs"):  # "Found credentials in ..." at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    if not name or name.startswith(".") or "/" in name or os.sep in name:
+        raise click.ClickException(f"NAME must be a dataset name such as 'channel', not {name!r}")
+    try:
+        written = export_dataset(results / f"{name}.zarr", dest, force=force)
+    except (ValueError, OSError) as exc:  # FileExistsError, FileNotFoundError are OSErrors
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    click.echo(written)
 
 
 @main.command(
@@ -230,7 +233,12 @@ def export(name: str, dest: Path, results: Path) -> None:
 @click.option("--account", help="Slurm account of the worker jobs (-A).")
 @click.option("--min-jobs", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--max-jobs", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--interface", help="Network interface of scheduler and workers (e.g. ib0, lo).")
+@click.option(
+    "--interface",
+    help="Network interface scheduler and workers listen on (e.g. ib0, lo; the same name on "
+    "every node).  [default: jobqueue.slurm.interface, else the interface of this host's "
+    "address]",
+)
 @click.option("--log-dir", default="logs/dask-slurm", show_default=True, help="Worker job logs.")
 @click.option("--job-extra", multiple=True, help="Extra #SBATCH directive (repeatable).")
 @click.option(
@@ -248,7 +256,14 @@ def export(name: str, dest: Path, results: Path) -> None:
 @click.option(
     "--scheduler-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the scheduler address here (JSON, as `dask scheduler --scheduler-file`).",
+    help="Also write the scheduler file here (mode 0600): address and the paths of the client's "
+    "TLS credentials, for dask.scheduler_file.",
+)
+@click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Where the private TLS credentials directory is made; worker jobs must see it.  "
+    "[default: jobqueue.slurm.shared-temp-directory, else the current directory]",
 )
 @click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
 def slurm_dask(
@@ -265,6 +280,7 @@ def slurm_dask(
     blocks_in_flight: int,
     serve: bool,
     scheduler_file: Path | None,
+    credentials_dir: Path | None,
     snakemake_args: tuple[str, ...],
 ) -> None:
     """Run the sweep with its points on Dask workers that are Slurm jobs (dask-jobqueue).
@@ -274,7 +290,14 @@ def slurm_dask(
     sweep of many tiny points costs a Slurm job per worker, not per block. Worker jobs are
     cancelled when Snakemake ends. Unset options fall back to dask-jobqueue's config
     (``jobqueue.slurm.*``).
+
+    The cluster speaks TLS only, with mutual authentication: temporary self-signed credentials
+    (or a site's, from Dask's ``distributed.comm.tls.*`` config) in a private directory that
+    worker jobs and blocks read (``SWEEPLAB_DASK_CREDENTIALS``) and that is deleted at exit.
     """
+    import contextlib
+
+    from sweeplab.sweep.cluster import CREDENTIALS_ENV, write_scheduler_file
     from sweeplab.sweep.jobqueue import SlurmWorkers, slurm_cluster
 
     workers = SlurmWorkers(
@@ -294,12 +317,14 @@ def slurm_dask(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     log = logging.getLogger("sweeplab")
-    with slurm_cluster(workers) as cluster:
-        address = cluster.scheduler_address
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(slurm_cluster(workers, credentials_dir=credentials_dir))
+        except (ValueError, RuntimeError) as exc:  # site TLS config, cryptography missing
+            raise click.ClickException(str(exc)) from None
+        address = running.address
         if scheduler_file is not None:
-            tmp = scheduler_file.with_name(f".{scheduler_file.name}.tmp")
-            tmp.write_text(json.dumps({"address": address}))
-            tmp.replace(scheduler_file)
+            write_scheduler_file(scheduler_file, address, running.credentials.client)
         if serve:
             log.info("serving %s; Ctrl-C stops the cluster and cancels its jobs", address)
             try:
@@ -315,7 +340,8 @@ def slurm_dask(
         ]  # fmt: skip
         log.info("running: %s", " ".join(cmd))
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        env = {**os.environ, "PATH": path, "DASK_SCHEDULER_ADDRESS": address}
+        env = {**os.environ, "PATH": path, "DASK_SCHEDULER_ADDRESS": address,
+               CREDENTIALS_ENV: str(running.scheduler_file)}  # fmt: skip
         returncode = subprocess.call(cmd, env=env)
     if returncode:
         raise SystemExit(returncode)

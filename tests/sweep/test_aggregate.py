@@ -14,7 +14,7 @@ import xarray as xr
 from synth import sharp_section, synthetic_block, write_blocks
 
 from sweeplab.sweep import CorruptBlockError, aggregate, open_dataset
-from sweeplab.sweep.aggregate import MANIFEST
+from sweeplab.sweep.aggregate import MANIFEST, MissingBlocksError
 from sweeplab.sweep.blockstore import write_block
 from sweeplab.sweep.experiments import REGISTRY
 
@@ -128,8 +128,9 @@ def test_damaged_or_foreign_block_is_named_and_the_aggregate_kept(tmp_path, bloc
     with pytest.raises(CorruptBlockError, match="holds a 'escape' block"):
         aggregate("sharpness", section, blocks_dir, out)
     path.unlink()
-    with pytest.raises(CorruptBlockError, match=f"{name}.*missing"):
+    with pytest.raises(MissingBlocksError, match=f"1 of 24 block.*missing.*{name}"):
         aggregate("sharpness", section, blocks_dir, out)
+    xr.testing.assert_identical(open_dataset(out).load(), before)
 
 
 def test_failed_update_leaves_the_old_store_untouched(tmp_path, blocks_dir):

@@ -141,7 +141,7 @@ def test_validate_config_names_the_bad_value():
         "channel": {
             "geometry": {"bad": {"tx": [0, 0, 10], "rx": [4, 0, 0], "radius": 5}},
             "wall": True, "D": [79.4], "dt": [1e-3], "t_end": 1.0, "bin_width": 0.1,
-            "correction": ["bridge"], "seed": [0],
+            "correction": ["bridge"], "seed": [0], "n_molecules": 1000, "batch_size": 1000,
         },
     }  # fmt: skip
     with pytest.raises(ValueError, match=r"channel.geometry.bad: .*crosses or touches"):

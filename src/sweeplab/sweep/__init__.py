@@ -15,6 +15,7 @@ from .experiments import (
     parse_block,
     validate_config,
 )
+from .export import export_dataset
 from .runner import compute_block, run_block
 from .store import open_dataset, provenance, write_atomic
 
@@ -27,6 +28,7 @@ __all__ = [
     "block_name",
     "blocks_for",
     "compute_block",
+    "export_dataset",
     "format_value",
     "open_block",
     "open_dataset",

@@ -215,12 +215,29 @@ def _block_paths(blocks_dir: Path, blocks: Sequence[Block]) -> dict[str, str]:
     return {b.name: f"{prefix}{b.name}{BLOCK_SUFFIX}" for b in blocks}
 
 
-def _stat(path: str) -> tuple[int, int]:
+class MissingBlocksError(ValueError):
+    """Blocks the config asks for are not on disk (not computed yet, or deleted)."""
+
+
+def _stat(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise CorruptBlockError(path, "the file is missing") from None
+        return None
     return st.st_size, st.st_mtime_ns
+
+
+def _stats(experiment: str, blocks_dir: Path, paths: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every block file; all missing ones named in one error."""
+    stats = {name: _stat(p) for name, p in paths.items()}
+    missing = [paths[n] for n, st in stats.items() if st is None]
+    if missing:
+        raise MissingBlocksError(
+            f"{experiment}: {len(missing)} of {len(paths)} block(s) missing in {blocks_dir} "
+            f"(first: {os.path.basename(missing[0])}); compute them with `snakemake` (with your "
+            "usual --configfile) before aggregating"
+        )
+    return stats  # type: ignore[return-value]
 
 
 def _concurrently(coroutines: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
@@ -363,8 +380,10 @@ def aggregate(
 
     Raises
     ------
+    MissingBlocksError
+        Counting the blocks the config asks for that are not in ``blocks_dir``.
     CorruptBlockError
-        Naming the first block that is missing, damaged or not this experiment's.
+        Naming the first block that is damaged or not this experiment's.
 
     """
     exp = get(experiment)
@@ -373,7 +392,7 @@ def aggregate(
     if not blocks:
         raise ValueError(f"{experiment}: the config asks for no blocks")
     paths = _block_paths(Path(blocks_dir), blocks)
-    stats = {name: _stat(p) for name, p in paths.items()}
+    stats = _stats(experiment, Path(blocks_dir), paths)
     layout = Layout(exp, section)
     recover_aside(out)
     remove_stale_temporaries(out)

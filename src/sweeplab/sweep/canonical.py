@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,14 +20,16 @@ __all__ = ["block_name", "format_value", "parse_block_name", "point_seed", "sett
 
 SEP = "_"
 KV = "~"
+_STRING = re.compile(r"[A-Za-z0-9.+-]+")
 
 
 def format_value(value: Any) -> str:
     """Return the canonical text of a parameter value (int, float, bool or str).
 
     Floats are rounded to 12 significant digits, then printed in the shortest form that reads
-    back to that number; integral floats print as integers. Strings must not contain ``_`` or
-    ``~`` (the block-name separators) or ``/``.
+    back to that number; integral floats print as integers. Strings may hold only letters,
+    digits, ``.``, ``+`` and ``-`` (no block-name separators ``_``/``~``, no ``/``, whitespace
+    or control characters).
 
     Raises
     ------
@@ -47,9 +50,9 @@ def format_value(value: Any) -> str:
             return str(int(v))
         return repr(v)
     if isinstance(value, str):
-        if not value or any(ch in value for ch in (SEP, KV, "/", " ")):
+        if not _STRING.fullmatch(value):  # fullmatch: "$" would accept a trailing newline
             raise ValueError(
-                f"string parameter {value!r} must be non-empty without '_', '~', '/' or spaces"
+                f"string parameter {value!r}: allowed: letters, digits, '.', '+' and '-' only"
             )
         return value
     raise ValueError(f"unsupported parameter value {value!r} of type {type(value).__name__}")

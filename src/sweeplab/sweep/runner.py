@@ -13,6 +13,7 @@ from distributed import Client
 
 from .blockstore import write_block
 from .cluster import dask_client
+from .configcheck import validate_block
 from .experiments import Block, get
 from .store import provenance
 
@@ -55,8 +56,14 @@ def run_block(
     threads : int
         Threads of the private local Dask cluster (ignored with an external scheduler).
 
+    Raises
+    ------
+    ValueError
+        For a malformed block name or settings the config schema or the experiment refuses
+        (see :func:`~sweeplab.sweep.configcheck.validate_block`); nothing is computed or written.
+
     """
-    block = get(experiment).parse_block(name)
+    block = validate_block(experiment, name, config[experiment])  # before anything starts
     with dask_client(threads, config.get("dask")) as client:
         ds = compute_block(block, config, client)
     ds.attrs = {"experiment": experiment, "block": name,

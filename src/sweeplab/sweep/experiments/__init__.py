@@ -15,13 +15,14 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Axis, Block, Experiment, FigureSpec, Var
+from .base import MAX_BLOCK_NAME, Axis, Block, Experiment, FigureSpec, Var
 from .channel import channel_geometry
 from .escape import escape_minimizer
 from .sharpness import sharpness_minimizer, sharpness_point
 
 __all__ = [
     "EXPERIMENTS",
+    "MAX_BLOCK_NAME",
     "REGISTRY",
     "Axis",
     "Block",
@@ -79,11 +80,22 @@ def block_settings(experiment: str, config: Mapping[str, Any], name: str) -> dic
 def validate_config(config: Mapping[str, Any]) -> None:
     """Check, for every selected experiment, what the JSON schema cannot.
 
+    Every number must be finite (JSON-schema ranges let NaN and infinities through).
+
+    Only the experiments in ``config["experiments"]`` (default: all) are checked, and only their
+    sections need to be present.
+
     Raises
     ------
     ValueError
-        Naming the key and the bad value.
+        Naming the key and the bad value, or a selected experiment without its section.
 
     """
+    from ..configcheck import check_finite  # imports this package
+
+    check_finite(config)
     for name in config.get("experiments", EXPERIMENTS):
-        get(name).validate(config[name])
+        exp = get(name)
+        if name not in config:
+            raise ValueError(f"experiments selects {name!r} but the config has no {name!r} section")
+        exp.validate(config[name])

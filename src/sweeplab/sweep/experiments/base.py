@@ -20,7 +20,11 @@ from distributed import Client
 
 from ..canonical import block_name, format_value, parse_block_name
 
-__all__ = ["Axis", "Block", "Experiment", "FigureSpec", "Var"]
+__all__ = ["MAX_BLOCK_NAME", "Axis", "Block", "Experiment", "FigureSpec", "Var"]
+
+#: longest block name: ``<name>.zarr.zip`` and its temporary sibling (``.<file>.tmp-<pid>-<hex>``)
+#: must stay under the usual 255-byte file-name limit
+MAX_BLOCK_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,30 @@ class Axis:
         try:
             return self.type(text)
         except ValueError:
-            raise ValueError(
-                f"block axis {self.name}~{text}: not a valid {self.type.__name__}"
-            ) from None
+            pass
+        if self.type is int:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = math.nan
+            if math.isfinite(as_float) and as_float == int(as_float):
+                raise ValueError(
+                    f"block axis {self.name}~{text} is not canonical; expected "
+                    f"{self.name}~{int(as_float)}"
+                ) from None
+        raise ValueError(f"block axis {self.name}~{text}: not a valid {self.type.__name__}")
+
+    def section_entries(self, value: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Config entries of a section holding only this block value (inverse of a block)."""
+        if self.kind == "chunks":
+            lo, hi = chunk_bounds(value)
+            return {self.key: hi + 1, self.per_block: hi - lo + 1}
+        if self.kind == "mapping":
+            entries = settings.get(self.key)
+            if not isinstance(entries, Mapping) or value not in entries:
+                raise ValueError(f"block {self.name}~{value}: settings have no {self.key}.{value}")
+            return {self.key: {value: entries[value]}}
+        return {self.key: [value]}
 
 
 def chunk_bounds(text: str) -> tuple[int, int]:
@@ -228,6 +253,16 @@ class Experiment:
         """Return what a block depends on besides its name: the section minus the grid keys."""
         return {k: v for k, v in section.items() if k not in self.grid_keys}
 
+    def block_section(self, block: Block, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Rebuild a config section asking for just ``block`` (inverse of :meth:`block_settings`).
+
+        Used to validate a block run on its own exactly as a sweep's section is validated.
+        """
+        section = dict(settings)
+        for axis in self.axes:
+            section.update(axis.section_entries(block.params[axis.name], settings))
+        return section
+
     # --- grid -------------------------------------------------------------------------------
     def inner_coords(
         self, settings: Mapping[str, Any], block: Block | None = None
@@ -264,6 +299,43 @@ class Experiment:
                         f"same once canonicalised ({text})"
                     )
                 seen[text] = value
+        for block in self.blocks(section):
+            if len(block.name) > MAX_BLOCK_NAME:
+                raise ValueError(
+                    f"{self.name} block name {block.name[:60]!r}... has {len(block.name)} "
+                    f"characters; allowed: at most {MAX_BLOCK_NAME} (it becomes a file name: "
+                    "shorten the longest name or value)"
+                )
+        self.check_memory(section)
+
+    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
+        """Estimated peak memory of one point of ``block``, in bytes, and how it was estimated.
+
+        The default, for experiments whose points are small, is ``(0, "")``; estimates are
+        fitted with ``tracemalloc`` (see ``bench/point_memory.py``).
+        """
+        return 0.0, ""
+
+    def check_memory(self, section: Mapping[str, Any]) -> None:
+        """Refuse a section with a point that cannot fit a block job's memory.
+
+        A block job has ``mem_mb`` MiB and runs up to ``threads`` points at once.
+
+        Raises
+        ------
+        ValueError
+            Naming the block, the estimate (and its terms) and the limit.
+
+        """
+        limit = self.mem_mb * 2**20 / self.threads
+        for block in self.blocks(section):
+            need, how = self.point_memory(block, self.block_settings(section, block))
+            if need > limit:
+                raise ValueError(
+                    f"{self.name} block {block.name}: a point needs about {need / 2**30:.3g} GiB "
+                    f"({how}); allowed: at most {limit / 2**30:.3g} GiB per point (mem_mb = "
+                    f"{self.mem_mb} MiB shared by {self.threads} threads). Use smaller values."
+                )
 
     # --- compute ----------------------------------------------------------------------------
     def compute_points(

@@ -272,6 +272,18 @@ class Channel(Experiment):
         bw = settings["bin_width"]
         return bw * np.arange(round(settings["t_end"] / bw) + 1)
 
+    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
+        """Peak bytes of a point: per batch its seed, task and counts; one batch's molecules.
+
+        Every batch's counts (``n_steps`` int64) are held until combined, with a Dask task and a
+        seed sequence each (~4 kB); a batch holds ~128 B per molecule.
+        """
+        n_steps = round(settings["t_end"] / block.params["dt"])
+        n_batches = math.ceil(settings["n_molecules"] / settings["batch_size"])
+        need = n_batches * (24.0 * n_steps + 4096.0) + 128.0 * settings["batch_size"]
+        need += 128.0 * n_steps
+        return need, f"{n_batches} batches of {n_steps} steps"
+
     def compute_points(
         self, block: Block, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:

@@ -272,6 +272,16 @@ class Escape(Experiment):
             "param": np.arange(n, dtype=np.int64),
         }
 
+    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
+        """Peak bytes of a point: K of the width x width minimizer 4 width^4, Lanczos ~100 N.
+
+        Fitted with tracemalloc (``bench/point_memory.py``: 3.0 width^4 floats).
+        """
+        p = block.params
+        n = p["depth"] * p["width"] ** 2
+        need = 8.0 * (100.0 * n + 4.0 * p["width"] ** 4)
+        return need, f"N = {n} parameters, width = {p['width']}"
+
     def compute_points(
         self, block: Block, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping
@@ -138,6 +139,18 @@ class Sharpness(Experiment):
                         f"sharpness.width = {w} is below sharpness.d_io = {dio}: balanced and "
                         "gauge minimizers need every hidden width >= rank of the target"
                     )
+
+    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
+        """Peak bytes of a point: Lanczos ~100 N floats, K 4 d_io^4, dense Hessian 3 N^2.
+
+        Fitted with tracemalloc (``bench/point_memory.py``: 86 N, 3.0 d_io^4, 2.0 N^2 floats).
+        """
+        p = block.params
+        dims = [p["dio"], *[p["width"]] * (p["depth"] - 1), p["dio"]]
+        n = sum(a * b for a, b in itertools.pairwise(dims))
+        dense = 3.0 * n * n if n <= settings["dense_max_params"] else 0.0
+        need = 8.0 * (100.0 * n + 4.0 * p["dio"] ** 4 + dense)
+        return need, f"N = {n} parameters, d_io = {p['dio']}" + (", dense Hessian" if dense else "")
 
     def compute_points(
         self, block: Block, settings: Mapping[str, Any], client: Client

@@ -1,0 +1,155 @@
+"""Config validation shared by the workflow and ``sweeplab run-block``: one line per bad value.
+
+The JSON schema (``config.schema.yaml``, shipped in this package; ``workflow/schemas`` links to
+it) checks types and ranges; :func:`check_finite` rejects NaN and infinities, which JSON-schema
+``minimum``/``maximum`` let through; each experiment's ``validate`` checks the rest (canonical
+duplicates, block-name lengths, geometry, memory estimates). A block run on its own
+(:func:`validate_block`) goes through the same checks as the whole sweep, so a block whose
+settings are invalid is refused before anything is computed or written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .experiments import Block, get
+
+__all__ = [
+    "SCHEMA_RESOURCE",
+    "check_finite",
+    "load_schema",
+    "validate_block",
+    "validate_section",
+]
+
+#: the config schema inside the package (the workflow's ``schemas/config.schema.yaml`` links here)
+SCHEMA_RESOURCE = files("sweeplab.sweep") / "config.schema.yaml"
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """Return the config JSON schema (draft 2020-12) as a dict."""
+    return yaml.safe_load(SCHEMA_RESOURCE.read_text(encoding="utf-8"))
+
+
+def _subschema(path: tuple[str, ...]) -> Mapping[str, Any]:
+    """Return the schema of the value at ``path`` (local ``$ref`` resolved; ``{}`` if unknown)."""
+    root = load_schema()
+    node: Mapping[str, Any] = root
+    for key in path:
+        node = _resolve(root, node)
+        if node.get("type") == "array" or "items" in node:
+            node = node.get("items", {})
+            if isinstance(key, str):
+                return {}
+            continue
+        props = node.get("properties", {})
+        if key in props:
+            node = props[key]
+        elif "additionalProperties" in node and isinstance(node["additionalProperties"], dict):
+            node = node["additionalProperties"]
+        else:
+            return {}
+    return _resolve(root, node)
+
+
+def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            break
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _allowed(schema: Mapping[str, Any]) -> str:
+    """Return the allowed range of a number, in words, from its schema."""
+    parts = []
+    for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                    ("exclusiveMaximum", "<")):  # fmt: skip
+        if key in schema:
+            parts.append(f"{op} {schema[key]}")
+    return "a finite number" + (" " + " and ".join(parts) if parts else "")
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    text = ""
+    for key in path:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+    return text
+
+
+def check_finite(config: Any, path: tuple[Any, ...] = ()) -> None:
+    """Reject NaN and infinite numbers anywhere in ``config``, naming the key and the range.
+
+    Raises
+    ------
+    ValueError
+        ``"<key> = nan; allowed: a finite number > 0"`` for the first non-finite value.
+
+    """
+    if isinstance(config, Mapping):
+        for key, value in config.items():
+            check_finite(value, (*path, key))
+    elif isinstance(config, list | tuple):
+        for i, value in enumerate(config):
+            check_finite(value, (*path, i))
+    elif isinstance(config, float | np.floating) and not math.isfinite(float(config)):
+        raise ValueError(
+            f"{_dotted(path)} = {float(config)!r}; allowed: {_allowed(_subschema(path))}"
+        )
+
+
+def validate_section(experiment: str, section: Mapping[str, Any]) -> None:
+    """Validate one experiment's config section: schema, finiteness, the experiment's checks.
+
+    Raises
+    ------
+    ValueError
+        One line naming the key, the bad value and what is allowed.
+
+    """
+    import jsonschema
+
+    check_finite(section, (experiment,))
+    config = {"experiments": [experiment], experiment: section}
+    validator = jsonschema.Draft202012Validator(load_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = _dotted(tuple(error.absolute_path)) or "config"
+        raise ValueError(f"{where}: {error.message}")
+    get(experiment).validate(section)
+
+
+def validate_block(experiment: str, name: str, settings: Mapping[str, Any]) -> Block:
+    """Check a block name and the settings it runs with, as the whole sweep would be checked.
+
+    The block's section is rebuilt from ``settings`` (the section minus the grid keys) and the
+    block's own axis values, then goes through :func:`validate_section`.
+
+    Returns
+    -------
+    Block
+        The parsed block.
+
+    Raises
+    ------
+    ValueError
+        For a malformed or non-canonical name, or settings the config would refuse.
+
+    """
+    exp = get(experiment)
+    block = exp.parse_block(name)
+    section = exp.block_section(block, settings)
+    validate_section(experiment, section)
+    return block
