@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask
 import psutil
 import pytest
 from distributed import Client, LocalCluster
@@ -198,10 +199,15 @@ def test_clients_without_the_credentials_are_refused(tls_cluster, tmp_path):
                         {"address": address, "timeout": 2}):  # fmt: skip
         exc = raised_within(lambda cfg=dask_config: connect(cfg), 60)
         assert isinstance(exc, SchedulerUnavailableError), repr(exc)
+    # a refused client leaves dask's default scheduler as it was (dask computations still work)
+    assert dask.config.get("scheduler", None) is None
     # a TLS client with a certificate of its own making is refused too
     other = Security.temporary()
     with pytest.raises(OSError):
-        Client(address, security=other, timeout=2)
+        try:
+            Client(address, security=other, timeout=2)
+        finally:
+            dask.config.config.pop("scheduler", None)  # a bare failed Client leaves it set
     # a credentials entry holding key material is refused when written
     with pytest.raises(ValueError, match="must be the path of a PEM file"):
         write_scheduler_file(

@@ -252,6 +252,27 @@ def _wait_for_scheduler_file(path: Path, timeout: float) -> str:
         time.sleep(_POLL)
 
 
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def _default_scheduler_restored() -> Iterator[None]:
+    """Restore dask's default ``scheduler`` setting on exit.
+
+    A Client sets it when created and resets it on close only if no other client is registered;
+    a Client whose connection failed stays registered. Without this, dask computations later in
+    the same process would look for a client that no longer exists.
+    """
+    saved = dask.config.config.get("scheduler", _UNSET)
+    try:
+        yield
+    finally:
+        if saved is _UNSET:
+            dask.config.config.pop("scheduler", None)
+        else:
+            dask.config.config["scheduler"] = saved
+
+
 @contextlib.contextmanager
 def _remote_client(
     address: str, security: Security | None, timeout: float, source: str = ""
@@ -259,18 +280,19 @@ def _remote_client(
     kwargs: dict[str, Any] = {"timeout": timeout}
     if security is not None:
         kwargs["security"] = security
-    try:
-        client = Client(address, **kwargs)
-    # OSError: timed out / refused / TLS handshake failed; TypeError, RuntimeError: a tls://
-    # address without credentials, or encryption required for a tcp:// one
-    except (OSError, TypeError, RuntimeError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SchedulerUnavailableError(
-            f"cannot connect to the Dask scheduler at {address}{source} within {timeout:g} s "
-            f"(dask.timeout): {reason}"
-        ) from None
-    with client:
-        yield client
+    with _default_scheduler_restored():
+        try:
+            client = Client(address, **kwargs)
+        # OSError: timed out / refused / TLS handshake failed; TypeError, RuntimeError: a tls://
+        # address without credentials, or encryption required for a tcp:// one
+        except (OSError, TypeError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise SchedulerUnavailableError(
+                f"cannot connect to the Dask scheduler at {address}{source} within {timeout:g} s "
+                f"(dask.timeout): {reason}"
+            ) from None
+        with client:
+            yield client
 
 
 @contextlib.contextmanager
@@ -328,6 +350,7 @@ def dask_client(threads: int, dask_config: Mapping[str, Any] | None = None) -> I
     # still starts an HTTP server, which binds every interface unless given an address.
     where = {"host": "127.0.0.1"} if processes else {"worker_dashboard_address": "127.0.0.1:0"}
     with (
+        _default_scheduler_restored(),
         dask.config.set({"distributed.worker.profile.enabled": False}),
         LocalCluster(
             n_workers=workers,
