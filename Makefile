@@ -1,25 +1,34 @@
-# One command to run, one to test. Both create ./.venv and install sweeplab on first use.
+# One command to run, one to test. Both create ./.venv and install sweeplab on first use:
+# run/demo the `workflow` extra (Snakemake, the sweep layer, figures), the test and lint targets
+# the `test` extra (every extra plus the test tools; it includes `workflow`).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+RUN_STAMP = $(VENV)/.installed-workflow
 SNAKEMAKE_ARGS ?=
 
 .PHONY: run report demo test test-slow test-slurm test-all lint bench clean-venv
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[workflow]'
+	touch $(RUN_STAMP)
 
 ## run: the default sweep (local Dask, local zarr) -> results/*.zarr, results/figures, report
-run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake $(SNAKEMAKE_ARGS)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
+run: $(RUN_STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake $(SNAKEMAKE_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 ## demo: a ten-second tour of the sweeplab.dmf API
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/python -m sweeplab.demo
 
 ## test: the fast default suite (a few minutes on 2 cores)
@@ -40,6 +49,8 @@ test-all: test test-slow test-slurm
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow
+	$(BIN)/python -m sweeplab.configdoc --check
 
 clean-venv:
 	rm -rf $(VENV)

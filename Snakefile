@@ -4,7 +4,7 @@ include: "workflow/Snakefile"
 
 # Snakemake takes the default target from the main Snakefile only (an include cannot set it).
 rule default:
+    default_target: True
     input:
         rules.all.input,
-    default_target: True
     localrule: True

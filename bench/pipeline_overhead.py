@@ -33,7 +33,7 @@ SETTINGS = {"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 2000}
 
 
 def sharp_config(depths, seeds, per_block, widths=(12,)):
-    base = yaml.safe_load((REPO / "tests" / "workflow" / "tiny.yaml").read_text())
+    base = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     base["experiments"] = ["sharpness"]
     base["sharpness"] = {
         "depth": list(depths), "width": list(widths), "d_io": [4], "family": ["gaussian"],
@@ -109,10 +109,11 @@ def main() -> None:
         cfg = sharp_config(range(2, 2 + n // 10), 10, 1)
         (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
         n_blocks = len(blocks_for("sharpness", cfg))
+        (wd / "results" / "blocks" / "sharpness").mkdir(parents=True)
         for b in blocks_for("sharpness", cfg):
-            (wd / "results" / "blocks" / "sharpness" / f"{b.name}.zarr").mkdir(parents=True)
+            (wd / "results" / "blocks" / "sharpness" / f"{b.name}.zarr.zip").touch()
         (wd / "results" / "sharpness.zarr").mkdir()
-        for name in ("sharpness_overview.png", "sharpness_overview.svg"):
+        for name in ("sharpness_overview.png", "sharpness_overview.svg", "sharpness_overview.pdf"):
             (wd / "results" / "figures").mkdir(exist_ok=True)
             (wd / "results" / "figures" / name).touch()
         snakemake(wd, "--touch")

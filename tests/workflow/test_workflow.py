@@ -3,6 +3,7 @@
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -12,13 +13,21 @@ from functools import partial
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 import zarr
-from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
+from wfutil import BIN, REPO, TINY, planned_jobs, snakemake, write_config
 
 from sweeplab import dmf, mcvd
 from sweeplab.plots import FIGURES
 from sweeplab.sweep import open_block, open_dataset, point_seed
-from sweeplab.sweep.experiments import escape_minimizer, sharpness_minimizer
+from sweeplab.sweep.experiments import (
+    EXPERIMENTS,
+    REGISTRY,
+    blocks_for,
+    escape_minimizer,
+    sharpness_minimizer,
+    validate_config,
+)
 
 
 def _tree_state(path):
@@ -49,7 +58,7 @@ def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
     np.testing.assert_allclose(point.loss.values, direct.loss, rtol=1e-9, atol=1e-300)
     assert dmf.OUTCOMES[int(esc.outcome.sel(c=0.9).item())] == "stayed"
     np.testing.assert_array_equal(point.w_star.values, np.concatenate([w.ravel() for w in ws]))
-    # tiny.yaml sets escape.track_sharpness: Lanczos sharpness at every recorded checkpoint
+    # the tiny config sets escape.track_sharpness: Lanczos sharpness at every recorded checkpoint
     tracked = point.checkpoint_sharpness.values
     assert tracked[0] == pytest.approx(lam, rel=1e-6)
     assert np.isfinite(tracked[np.isfinite(point.loss.values)]).all()
@@ -65,9 +74,10 @@ def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
         for name, var in ds.data_vars.items():
             assert var.attrs.get("units") and var.attrs.get("long_name"), name
         assert {"sweeplab_version", "git_revision", "config", "command"} <= set(ds.attrs)
-    n_figures = len(FIGURES)  # every registered figure (tiny.yaml selects every experiment)
+    n_figures = len(FIGURES)  # every registered figure (the tiny config selects every experiment)
     assert len(list((res / "figures").glob("*.png"))) == n_figures
     assert len(list((res / "figures").glob("*.svg"))) == n_figures
+    assert len(list((res / "figures").glob("*.pdf"))) == n_figures
     for name in ("exact", "image_chain", "first_order"):  # the channel models, every Ts
         assert ch[f"received_{name}"].notnull().all(), name
     assert ch.isi_sim.sizes["tap"] == 5 and ch.Ts.values.tolist() == [0.1]
@@ -116,14 +126,39 @@ def test_info_and_export_share_over_http(tiny_run, tmp_path):
         server.server_close()
 
 
-def test_lint_is_clean_but_for_conda(tiny_run):
+def test_lint_is_clean(tiny_run):
     proc = snakemake(tiny_run, "--lint", check=False)
-    findings = {
+    findings = [
         line.strip()
         for line in (proc.stdout + proc.stderr).splitlines()
         if line.strip().startswith("* ")
-    }
-    assert findings == {"* Specify a conda environment or container for each rule.:"}
+    ]
+    assert findings == [], proc.stdout + proc.stderr
+    assert proc.returncode == 0
+
+
+def test_report_holds_every_figure_with_its_caption(tiny_run):
+    """`snakemake --report` on the tiny run: one entry per figure, each with its own caption."""
+    import html
+    import re
+
+    report = tiny_run / "report.html"
+    snakemake(tiny_run, "--report", str(report))
+    text = report.read_text()
+    # the report embeds one JSON record per file: "results/figures/<name>.png": {..."caption": ...}
+    records = dict(re.findall(r'"results/figures/(\w+)\.png": \{"name": .*?"caption": '
+                              r'("(?:[^"\\]|\\.)*")', text))  # fmt: skip
+    expected = {fig.name: fig.caption for exp in REGISTRY.values() for fig in exp.figures}
+    assert sorted(records) == sorted(expected)
+
+    def plain(rst_or_html: str) -> str:
+        return " ".join(html.unescape(re.sub(r"<[^>]+>|`", "", rst_or_html)).split())
+
+    for name, caption in expected.items():
+        shown = plain(json.loads(records[name]))
+        assert shown.startswith(plain(caption)), (name, shown[:200])
+        assert f"sweeplab figures {name}" in shown
+    assert report.stat().st_size < 5 * 2**20
 
 
 def test_bad_config_stops_before_any_job(tmp_path):
@@ -146,6 +181,57 @@ def test_bad_config_stops_before_any_job(tmp_path):
         assert not (wd / "results").exists()
 
 
+def _lint_findings(proc):
+    return {
+        line.strip()
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if line.strip().startswith("* ")
+    }
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_one_experiment_config_needs_only_its_section(tmp_path, experiment):
+    tiny = yaml.safe_load(TINY.read_text())
+    cfg = {"experiments": [experiment], experiment: tiny[experiment]}  # no other section, no dask
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    validate_config(cfg)
+    plan = planned_jobs(snakemake(tmp_path, "-n"))
+    assert plan == {
+        f"{experiment}_block": len(blocks_for(experiment, tiny)),
+        "aggregate": 1,
+        f"figures_{experiment}": len(REGISTRY[experiment].figures),  # one job per figure
+        "default": 1,
+    }
+    lint = snakemake(tmp_path, "--lint", check=False)  # as clean as with every experiment
+    assert _lint_findings(lint) <= {"* Specify a conda environment or container for each rule.:"}
+
+
+def test_selected_experiment_without_its_section_is_refused(tmp_path):
+    tiny = yaml.safe_load(TINY.read_text())
+    cfg = {"experiments": ["escape", "channel"], "escape": tiny["escape"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "'channel' is a required property" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+    with pytest.raises(ValueError, match=r"experiments selects 'channel' but the config has no"):
+        validate_config(cfg)
+
+
+def test_dot_test_directory_runs_the_workflow_snakefile(tmp_path):
+    """As the workflow catalogue's CI: `snakemake -s workflow/Snakefile --directory .test`."""
+    work = tmp_path / ".test"
+    shutil.copytree(REPO / ".test", work, ignore=shutil.ignore_patterns("results", ".snakemake"))
+    proc = snakemake(work, "-n", configfile=False, snakefile=REPO / "workflow" / "Snakefile")
+    plan = planned_jobs(proc)
+    assert plan.pop("all") == 1 and plan.pop("aggregate") == len(EXPERIMENTS)
+    assert set(plan) == {f"{e}_block" for e in EXPERIMENTS} | {f"figures_{e}" for e in EXPERIMENTS}
+    assert "results/blocks/channel/" in proc.stdout + proc.stderr
+
+
+N_ESCAPE_FIGURES = len(REGISTRY["escape"].figures)
+
+
 def test_incremental_extend_and_settings(tiny_run):
     blocks = tiny_run / "results" / "blocks"
     before = _tree_state(blocks)
@@ -153,7 +239,12 @@ def test_incremental_extend_and_settings(tiny_run):
 
     write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5]})
     plan = planned_jobs(snakemake(tiny_run, "-n"))
-    assert plan == {"escape_block": 1, "aggregate": 1, "figures_escape": 1, "default": 1}
+    assert plan == {
+        "escape_block": 1,
+        "aggregate": 1,
+        "figures_escape": N_ESCAPE_FIGURES,
+        "default": 1,
+    }
     snakemake(tiny_run)
     after = _tree_state(blocks)
     assert {p: after[p] for p in before} == before  # old block stores untouched (bytes, mtime)
@@ -164,14 +255,24 @@ def test_incremental_extend_and_settings(tiny_run):
     # a numerical setting of one experiment re-runs exactly that experiment's blocks
     write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5], "max_steps": 2500})
     plan = planned_jobs(snakemake(tiny_run, "-n"))
-    assert plan == {"escape_block": 3, "aggregate": 1, "figures_escape": 1, "default": 1}
+    assert plan == {
+        "escape_block": 3,
+        "aggregate": 1,
+        "figures_escape": N_ESCAPE_FIGURES,
+        "default": 1,
+    }
     write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5]})
 
     # a deleted block is recomputed and re-aggregated (only it is read)
     victim = next((blocks / "escape").glob("*c~1.2*.zarr.zip"))
     victim.unlink()
     plan = planned_jobs(snakemake(tiny_run, "-n"))
-    assert plan == {"escape_block": 1, "aggregate": 1, "figures_escape": 1, "default": 1}
+    assert plan == {
+        "escape_block": 1,
+        "aggregate": 1,
+        "figures_escape": N_ESCAPE_FIGURES,
+        "default": 1,
+    }
     snakemake(tiny_run)
     assert victim.exists()
     log = (tiny_run / "results" / "logs" / "aggregate" / "escape.log").read_text()

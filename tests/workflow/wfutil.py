@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = Path(__file__).with_name("tiny.yaml")
+#: the tiny sweep of all three experiments (also what `snakemake --directory .test` runs)
+TINY = REPO / ".test" / "config" / "config.yaml"
 BIN = Path(sys.executable).parent
 
 
@@ -17,18 +18,25 @@ def snakemake(
     workdir: Path,
     *args: str,
     config: Path | None = None,
+    configfile: bool = True,
+    snakefile: Path = REPO / "Snakefile",
     check: bool = True,
     env: dict | None = None,
     timeout: float = 600,
 ) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` on ``config`` (default ``workdir/config.yaml``).
+
+    ``configfile=False`` passes no ``--configfile``: the Snakefile's own ``configfile:``
+    (``config/config.yaml`` relative to ``workdir``) is used.
+    """
+    config_args = ["--configfile", str(config or workdir / "config.yaml")] if configfile else []
     cmd = [
         str(BIN / "snakemake"),
         "-s",
-        str(REPO / "Snakefile"),
+        str(snakefile),
         "-d",
         str(workdir),
-        "--configfile",
-        str(config or workdir / "config.yaml"),
+        *config_args,
         "--cores",
         "2",
         *args,

@@ -7,19 +7,22 @@ rule aggregate:
     output:
         # update: Snakemake keeps the store, so only new or changed blocks are read and written
         update(directory(f"{RESULTS}/{{experiment}}.zarr")),
-    params:
-        settings=lambda wildcards: shlex.quote(json.dumps(config[wildcards.experiment])),
-        blocks_dir=lambda wildcards, input: os.path.dirname(input[0]),
     log:
         f"{RESULTS}/logs/aggregate/{{experiment}}.log",
     wildcard_constraints:
         experiment="|".join(REGISTRY),
+    conda:
+        "../envs/sweeplab.yaml"
+    params:
+        settings=lambda wildcards: shlex.quote(json.dumps(config[wildcards.experiment])),
+        blocks_dir=lambda wildcards, input: os.path.dirname(input[0]),
     shell:
         "sweeplab aggregate {wildcards.experiment} --settings {params.settings}"
         " --blocks-dir {params.blocks_dir:q} --out {output:q} 2> {log:q}"
 
 
-# One figures job per experiment (matplotlib start-up is paid once per dataset).
+# One job per figure (PNG, SVG, PDF), so each gets its own report caption: the FigureSpec
+# caption of its experiment module, rendered by report/figure.rst.
 for _name, _exp in REGISTRY.items():
 
     rule:
@@ -28,23 +31,25 @@ for _name, _exp in REGISTRY.items():
         input:
             f"{RESULTS}/{_name}.zarr",
         output:
-            png=[
-                report(
-                    f"{RESULTS}/figures/{fig.name}.png",
-                    caption="../report/figure.rst",
-                    category="Figures",
-                    subcategory=_name,
-                    labels={"figure": fig.name},
-                )
-                for fig in _exp.figures
-            ],
-            svg=[f"{RESULTS}/figures/{fig.name}.svg" for fig in _exp.figures],
-        params:
-            names=" ".join(FIGURES[_name]),
-            out=lambda wildcards, output: os.path.dirname(output.svg[0]),
+            png=report(
+                f"{RESULTS}/figures/{{figure}}.png",
+                caption="../report/figure.rst",
+                category="Figures",
+                subcategory=_name,
+                labels={"figure": "{figure}"},
+            ),
+            svg=f"{RESULTS}/figures/{{figure}}.svg",
+            pdf=f"{RESULTS}/figures/{{figure}}.pdf",
         log:
-            f"{RESULTS}/logs/figures/{_name}.log",
+            f"{RESULTS}/logs/figures/{{figure}}.log",
+        wildcard_constraints:
+            figure="|".join(FIGURES[_name]),
         localrule: True
+        conda:
+            "../envs/sweeplab.yaml"
+        params:
+            caption=lambda wildcards: CAPTIONS[wildcards.figure],
+            out=lambda wildcards, output: os.path.dirname(output.png),
         shell:
-            "sweeplab figures --dataset {input:q} --out {params.out:q} {params.names}"
+            "sweeplab figures --dataset {input:q} --out {params.out:q} {wildcards.figure}"
             " > /dev/null 2> {log:q}"

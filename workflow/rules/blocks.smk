@@ -9,19 +9,21 @@ for _exp in REGISTRY.values():
             f"{_exp.name}_block"
         output:
             f"{RESULTS}/blocks/{_exp.name}/{{block}}.zarr.zip",
-        params:
-            experiment=_exp.name,
-            settings=block_params(_exp.name),
         log:
             f"{RESULTS}/logs/{_exp.name}/{{block}}.log",
         wildcard_constraints:
             block=r"[^/]+",
+        group:
+            f"{_exp.name}_blocks"
+        conda:
+            "../envs/sweeplab.yaml"
         threads: _exp.threads
         resources:
             mem_mb=_exp.mem_mb,
             runtime=_exp.runtime,
-        group:
-            f"{_exp.name}_blocks"
+        params:
+            experiment=_exp.name,
+            settings=block_params(_exp.name),
         shell:
             "sweeplab run-block {params.experiment} {wildcards.block:q} --settings {params.settings}"
             " --threads {threads} --out {output:q} 2> {log:q}"

@@ -4,6 +4,11 @@
 def block_paths(experiment):
     """Block stores of one experiment, as the config's grids ask for them."""
     exp = REGISTRY[experiment]
+    if experiment not in config:  # sections of unselected experiments are optional
+        raise ValueError(
+            f"results of {experiment!r} were requested but the config has no {experiment!r} "
+            f"section (add it, and {experiment!r} to experiments)"
+        )
     return [
         f"{RESULTS}/blocks/{experiment}/{block.name}.zarr.zip"
         for block in exp.blocks(config[experiment])
