@@ -13,11 +13,12 @@ Finite inputs can still overflow float64 in the products of many layers or in th
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from .._realnumbers import non_real_reason
 
 __all__ = [
     "Float64OverflowError",
@@ -42,43 +43,6 @@ class Float64OverflowError(ValueError, OverflowError):
     Both a :class:`ValueError` (the :mod:`sweeplab.dmf` contract for bad input) and an
     :class:`OverflowError`.
     """
-
-
-def _bad_entry(x: object) -> bool:
-    if isinstance(x, bool | np.bool_):
-        return True
-    if isinstance(x, np.ndarray):
-        return x.dtype.kind not in "iuf"
-    return not isinstance(x, numbers.Real)
-
-
-def non_real_reason(value: object) -> str | None:
-    """Say why ``value`` is not a real number or an array_like of real numbers (else ``None``).
-
-    Integers and floating-point numbers (Python or numpy) are real; booleans, complex numbers,
-    strings, ``None``, other objects and object arrays are not.
-    """
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "iuf":
-            return None
-        if value.dtype.kind == "c":
-            return (
-                f"an array of dtype {value.dtype}: complex entries are refused (converting "
-                "them to float64 would drop their imaginary part)"
-            )
-        return f"an array of dtype {value.dtype}, not real numbers"
-    if not isinstance(value, list | tuple):
-        if _bad_entry(value):
-            return f"{type(value).__name__}, not a real number"
-        return None
-    try:
-        entries = np.asarray(value, dtype=object)
-    except ValueError:
-        return "a ragged sequence, not real numbers"
-    bad = sorted({type(x).__name__ for x in entries.flat if _bad_entry(x)})
-    if bad:
-        return f"entries of type {', '.join(bad)}, not real numbers"
-    return None
 
 
 def as_real_array(value: ArrayLike, what: str) -> NDArray[np.float64]:
