@@ -8,8 +8,9 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["non_real_reason"]
+__all__ = ["non_real_reason", "to_float64"]
 
 _REAL_KINDS = "iuf"
 _COMPLEX_KINDS = "iufc"
@@ -65,3 +66,17 @@ def non_real_reason(value: object, *, allow_complex: bool = False) -> str | None
     if bad:
         return f"entries of type {', '.join(bad)}, not {what}"
     return None
+
+
+def to_float64(value: ArrayLike) -> NDArray[np.float64] | str:
+    """Return ``value`` as a float64 array, or the reason it is not real numbers.
+
+    The callers turn the reason into their own error message, naming the parameter.
+    """
+    reason = non_real_reason(value)
+    if reason is not None:
+        return reason
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        return str(exc)

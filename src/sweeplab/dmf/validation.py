@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._realnumbers import non_real_reason
+from .._realnumbers import non_real_reason, to_float64
 
 __all__ = [
     "Float64OverflowError",
@@ -55,13 +55,10 @@ def as_real_array(value: ArrayLike, what: str) -> NDArray[np.float64]:
         entries (see :func:`non_real_reason`), or if the conversion fails.
 
     """
-    reason = non_real_reason(value)
-    if reason is None:
-        try:
-            return np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            reason = str(exc)
-    raise ValueError(f"{what} must be real numbers, got {reason}")
+    array = to_float64(value)
+    if isinstance(array, str):
+        raise ValueError(f"{what} must be real numbers, got {array}")
+    return array
 
 
 DEFAULT_MINIMIZER_RTOL = 1e-8

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._realnumbers import non_real_reason
+from .._realnumbers import non_real_reason, to_float64
 
 __all__ = [
     "check_boolean",
@@ -39,13 +39,10 @@ def real_array(value: ArrayLike, name: str, allowed: str) -> NDArray[np.float64]
         complex number, a string, ``None`` or another non-real object, or an object array.
 
     """
-    reason = non_real_reason(value)
-    if reason is None:
-        try:
-            return np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            reason = str(exc)
-    raise ValueError(f"{name} must be {allowed}, got {short_repr(value)} ({reason})")
+    array = to_float64(value)
+    if isinstance(array, str):
+        raise ValueError(f"{name} must be {allowed}, got {short_repr(value)} ({array})")
+    return array
 
 
 def check_number(
