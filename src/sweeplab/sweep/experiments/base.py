@@ -299,14 +299,15 @@ class Experiment:
                         f"same once canonicalised ({text})"
                     )
                 seen[text] = value
-        for block in self.blocks(section):
+        blocks = self.blocks(section)
+        for block in blocks:
             if len(block.name) > MAX_BLOCK_NAME:
                 raise ValueError(
                     f"{self.name} block name {block.name[:60]!r}... has {len(block.name)} "
                     f"characters; allowed: at most {MAX_BLOCK_NAME} (it becomes a file name: "
                     "shorten the longest name or value)"
                 )
-        self.check_memory(section)
+        self.check_memory(section, blocks)
 
     def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
         """Estimated peak memory of one point of ``block``, in bytes, and how it was estimated.
@@ -316,10 +317,13 @@ class Experiment:
         """
         return 0.0, ""
 
-    def check_memory(self, section: Mapping[str, Any]) -> None:
+    def check_memory(
+        self, section: Mapping[str, Any], blocks: Sequence[Block] | None = None
+    ) -> None:
         """Refuse a section with a point that cannot fit a block job's memory.
 
-        A block job has ``mem_mb`` MiB and runs up to ``threads`` points at once.
+        A block job has ``mem_mb`` MiB and runs up to ``threads`` points at once. ``blocks``:
+        the section's blocks, if the caller has them already.
 
         Raises
         ------
@@ -328,7 +332,7 @@ class Experiment:
 
         """
         limit = self.mem_mb * 2**20 / self.threads
-        for block in self.blocks(section):
+        for block in self.blocks(section) if blocks is None else blocks:
             need, how = self.point_memory(block, self.block_settings(section, block))
             if need > limit:
                 raise ValueError(
