@@ -53,37 +53,33 @@ def _json(text: str, what: str) -> dict:
 
 
 @main.command("run-block")
-@click.argument("experiment", type=click.Choice(_experiments()))
-@click.argument("block")
-@click.option("--settings", required=True, help="JSON of the experiment's config section.")
+@click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--dask",
     "dask_json",
     default="{}",
     envvar="SWEEPLAB_DASK",
     show_envvar=True,
-    help="JSON of the config's dask section (address, scheduler_file, processes).",
+    help="JSON of the config's dask section (address, scheduler_file, processes, timeout).",
 )
 @click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Block store (*.zarr.zip)."
+    "--out", required=True, type=click.Path(path_type=Path), help="Block store <block>.zarr.zip."
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
-def run_block_cmd(
-    experiment: str, block: str, settings: str, dask_json: str, out: Path, threads: int
-) -> None:
-    """Run one BLOCK of EXPERIMENT and write its one-file store atomically."""
-    from sweeplab.sweep import run_block
-    from sweeplab.sweep.configcheck import validate_block
+def run_block_cmd(plan: Path, dask_json: str, out: Path, threads: int) -> None:
+    """Compute the block described by the plan file PLAN and write its one-file store atomically.
 
-    config = {experiment: _json(settings, "--settings"), "dask": _json(dask_json, "--dask")}
-    try:  # a usage error (exit 2) before anything starts; run_block checks again
-        validate_block(experiment, block, config[experiment])
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="BLOCK or --settings") from None
+    Plan files are written by the workflow's planner (results/plans/<experiment>/<block>.json).
+    """
+    from sweeplab.sweep import run_plan
+
+    dask = _json(dask_json, "--dask")
     try:
-        run_block(experiment, block, config, out, threads=threads)
+        run_plan(plan, out, dask=dask, threads=threads)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}") from None
 
 
 @main.command()
@@ -98,10 +94,11 @@ def run_block_cmd(
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate store.")
 @click.option("--full", is_flag=True, help="Rebuild from every block file (verifies them all).")
 def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full: bool) -> None:
-    """Bring the aggregate of EXPERIMENT at OUT up to date with the config's blocks.
+    """Bring the aggregate of EXPERIMENT at OUT up to date with the config's grid.
 
-    Only blocks added or changed since the last aggregation are read (``--full``: all of them);
-    a damaged block or one of another experiment stops it with the block's name.
+    Each grid point is read by its key from the block holding it; only blocks added or changed
+    since the last aggregation are read (``--full``: all of them). A damaged block, one of
+    another experiment, or two blocks holding one point with different values stop it, named.
     """
     from sweeplab.sweep import aggregate as agg
     from sweeplab.sweep import provenance
@@ -117,6 +114,8 @@ def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full:
         report = agg(experiment, section, blocks_dir, out, attrs=attrs, full=full)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}") from None
     logging.getLogger("sweeplab").info(
         "%s: %d blocks -> %s (%s: %d read, %d reused; %d failed point(s))",
         experiment, report.n_blocks, out, report.mode, report.blocks_read,

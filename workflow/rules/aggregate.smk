@@ -3,10 +3,11 @@
 
 rule aggregate:
     input:
-        lambda wildcards: block_paths(wildcards.experiment),
+        lambda wildcards: grid_blocks(wildcards.experiment),
     output:
-        # update: Snakemake keeps the store, so only new or changed blocks are read and written
-        update(directory(f"{RESULTS}/{{experiment}}.zarr")),
+        # a stamp, not the store: Snakemake would delete (or, with update(), copy) the store
+        # before the job; the job updates it incrementally and replaces it atomically
+        touch(f"{RESULTS}/.aggregated/{{experiment}}"),
     log:
         f"{RESULTS}/logs/aggregate/{{experiment}}.log",
     wildcard_constraints:
@@ -14,11 +15,15 @@ rule aggregate:
     conda:
         "../envs/sweeplab.yaml"
     params:
-        settings=lambda wildcards: shlex.quote(json.dumps(config[wildcards.experiment])),
-        blocks_dir=lambda wildcards, input: os.path.dirname(input[0]),
+        state=lambda wildcards: aggregate_state(wildcards.experiment),
+        settings=lambda wildcards: shlex.quote(
+            canonical_json(config[wildcards.experiment])
+        ),
+        store=f"{RESULTS}/{{experiment}}.zarr",
+        blocks_dir=f"{RESULTS}/blocks/{{experiment}}",
     shell:
         "sweeplab aggregate {wildcards.experiment} --settings {params.settings}"
-        " --blocks-dir {params.blocks_dir:q} --out {output:q} 2> {log:q}"
+        " --blocks-dir {params.blocks_dir:q} --out {params.store:q} 2> {log:q}"
 
 
 # One job per figure (PNG, SVG, PDF), so each gets its own report caption: the FigureSpec
@@ -29,7 +34,7 @@ for _name, _exp in REGISTRY.items():
         name:
             f"figures_{_name}"
         input:
-            f"{RESULTS}/{_name}.zarr",
+            f"{RESULTS}/.aggregated/{_name}",
         output:
             png=report(
                 f"{RESULTS}/figures/{{figure}}.png",
@@ -50,6 +55,7 @@ for _name, _exp in REGISTRY.items():
         params:
             caption=lambda wildcards: CAPTIONS[wildcards.figure],
             out=lambda wildcards, output: os.path.dirname(output.png),
+            store=f"{RESULTS}/{_name}.zarr",
         shell:
-            "sweeplab figures --dataset {input:q} --out {params.out:q} {wildcards.figure}"
+            "sweeplab figures --dataset {params.store:q} --out {params.out:q} {wildcards.figure}"
             " > /dev/null 2> {log:q}"

@@ -1,5 +1,5 @@
-# One rule per registered experiment: a job per block, whose parameters are its path
-# (results/blocks/<experiment>/<key>~<value>_....zarr.zip, see README "Extending a grid").
+# One rule per registered experiment: a job per planned block, named by a hash of its points'
+# keys (results/blocks/<experiment>/<block>.zarr.zip); its points are in its plan file.
 # Threads, memory and runtime come from the experiment module; on a cluster, block jobs of one
 # experiment form the group "<experiment>_blocks" (profiles/slurm sets how many per Slurm job).
 for _exp in REGISTRY.values():
@@ -12,7 +12,7 @@ for _exp in REGISTRY.values():
         log:
             f"{RESULTS}/logs/{_exp.name}/{{block}}.log",
         wildcard_constraints:
-            block=r"[^/]+",
+            block=BLOCK_NAME,
         group:
             f"{_exp.name}_blocks"
         conda:
@@ -22,8 +22,6 @@ for _exp in REGISTRY.values():
             mem_mb=_exp.mem_mb,
             runtime=_exp.runtime,
         params:
-            experiment=_exp.name,
-            settings=block_params(_exp.name),
+            plan=f"{RESULTS}/plans/{_exp.name}/{{block}}.json",
         shell:
-            "sweeplab run-block {params.experiment} {wildcards.block:q} --settings {params.settings}"
-            " --threads {threads} --out {output:q} 2> {log:q}"
+            "sweeplab run-block {params.plan:q} --threads {threads} --out {output:q} 2> {log:q}"

@@ -43,19 +43,28 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync as zarr_sync
 
-from .blockstore import BLOCK_SUFFIX, CorruptBlockError, read_block
+from .blockstore import BlockData, CorruptBlockError, read_block
 from .canonical import format_value
 from .datasets import coord_attrs
-from .experiments import Block, Experiment, get
+from .experiments import Experiment, get
+from .identity import GridPoints, grid_points, hex_keys, point_keys, raw_keys, settings_text
+from .ledger import Ledger
 from .store import recover_aside, remove_stale_temporaries, swap_into_place, temporary_name
 
-__all__ = ["CELL_ELEMENTS", "MANIFEST", "AggregateReport", "aggregate"]
+__all__ = [
+    "CELL_ELEMENTS",
+    "MANIFEST",
+    "AggregateReport",
+    "ConflictError",
+    "MissingPointsError",
+    "aggregate",
+]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "sweeplab-manifest.json"
 CELL_ELEMENTS = 1 << 17  # at most this many values in one chunk of any variable (1 MiB float64)
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -88,9 +97,10 @@ class Layout:
         self.experiment = experiment
         self.coords = experiment.grid(section)
         self.keys = {d: _keys(c) for d, c in self.coords.items()}
-        self.index = {d: {k: i for i, k in enumerate(keys)} for d, keys in self.keys.items()}
         self.vars = experiment.variables
-        self.chunked = [a.dimension for a in experiment.axes if a.kind != "chunks"]
+        #: grid dims in axis order; those split into cells (counts, e.g. seeds, never are)
+        self.grid_dims = [a.dimension for a in experiment.axes]
+        self.chunked = [a.dimension for a in experiment.axes if a.kind != "count"]
         self.chunks = self._chunking()
 
     def _chunking(self) -> dict[str, int]:
@@ -103,7 +113,7 @@ class Layout:
             if biggest() <= CELL_ELEMENTS:
                 break
             chunks[dim] = 1
-        for dim in reversed(self.chunked):  # then grow back from the innermost block dim
+        for dim in reversed(self.chunked):  # then grow back from the innermost grid dim
             if chunks[dim] != 1 or len(self.coords[dim]) == 1:
                 continue
             rest = biggest()
@@ -122,15 +132,6 @@ class Layout:
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
-    def cell_of(self, block: Block) -> tuple[int, ...]:
-        """Return the cell (chunk index along each chunked dim) holding ``block``."""
-        coords = self.experiment.block_coords(block)
-        cell = []
-        for dim in self.chunked:
-            (value,) = coords[dim]
-            cell.append(self.index[dim][_key(value)] // self.chunks[dim])
-        return tuple(cell)
-
     def cell_slices(self, cell: Sequence[int]) -> dict[str, slice]:
         """Slice of every dimension covered by ``cell``."""
         out = {d: slice(0, len(c)) for d, c in self.coords.items()}
@@ -143,22 +144,6 @@ class Layout:
         """Every cell of the grid."""
         counts = [-(-len(self.coords[d]) // self.chunks[d]) for d in self.chunked]
         return product(*(range(n) for n in counts))
-
-
-def _position(layout: Layout, dim: str, values: np.ndarray, path: str) -> slice:
-    """Contiguous slice of the grid covered by a block's coordinate values along ``dim``."""
-    index = layout.index[dim]
-    try:
-        idx = [index[_key(v)] for v in values]
-    except KeyError as exc:
-        raise ValueError(
-            f"block {path}: {dim} value {exc.args[0]} is not in the aggregate's grid (its "
-            "settings differ from the config's; recompute it)"
-        ) from None
-    lo = idx[0]
-    if idx != list(range(lo, lo + len(idx))):
-        raise ValueError(f"block {path}: {dim} values {list(values)} are not contiguous")
-    return slice(lo, lo + len(idx))
 
 
 # Chunk keys "c.i.j" rather than "c/i/j": one directory per array instead of one per chunk
@@ -210,34 +195,12 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
     return zarr.Group(zarr_sync(create()))
 
 
-def _block_paths(blocks_dir: Path, blocks: Sequence[Block]) -> dict[str, str]:
-    prefix = os.path.join(blocks_dir, "")
-    return {b.name: f"{prefix}{b.name}{BLOCK_SUFFIX}" for b in blocks}
+class MissingPointsError(ValueError):
+    """Points the config asks for are in no block (not computed yet, or their block deleted)."""
 
 
-class MissingBlocksError(ValueError):
-    """Blocks the config asks for are not on disk (not computed yet, or deleted)."""
-
-
-def _stat(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-def _stats(experiment: str, blocks_dir: Path, paths: dict[str, str]) -> dict[str, tuple[int, int]]:
-    """Size and mtime of every block file; all missing ones named in one error."""
-    stats = {name: _stat(p) for name, p in paths.items()}
-    missing = [paths[n] for n, st in stats.items() if st is None]
-    if missing:
-        raise MissingBlocksError(
-            f"{experiment}: {len(missing)} of {len(paths)} block(s) missing in {blocks_dir} "
-            f"(first: {os.path.basename(missing[0])}); compute them with `snakemake` (with your "
-            "usual --configfile) before aggregating"
-        )
-    return stats  # type: ignore[return-value]
+class ConflictError(ValueError):
+    """Two blocks hold the same point with different values."""
 
 
 def _concurrently(coroutines: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
@@ -306,26 +269,19 @@ class _Cell:
         for name, value in zip(names, values, strict=True):
             self.buffers[name][np.ix_(*(maps[d][1] for d in dims[name]))] = np.asarray(value)
 
-    def put(self, block: Block, path: str, experiment: str) -> tuple[str, int]:
-        """Read, verify and place one block; return its digest and number of failed points."""
-        data = read_block(path, experiment, block.name)
-        want = self.layout.experiment.block_coords(block)
-        for dim, values in want.items():
-            got = data.arrays.get(dim)
-            if got is None or [_key(v) for v in got] != [_key(v) for v in values]:
-                raise CorruptBlockError(path, f"its {dim} coordinates do not match its name")
-        positions = {d: _position(self.layout, d, data.arrays[d], path) for d in self.slices}
+    def put(self, rows: np.ndarray, idx: Mapping[str, np.ndarray], data: BlockData) -> None:
+        """Place the block's points ``rows`` at grid indices ``idx`` (dim -> index array)."""
+        grid = set(self.layout.grid_dims)
         for name, var in self.layout.vars.items():
-            if name not in data.arrays or data.dims[name] != var.dims:
-                reason = f"variable {name!r} is missing or has other dims (recompute it)"
-                raise CorruptBlockError(path, reason)
-            sel = tuple(
-                slice(positions[d].start - self.slices[d].start,
-                      positions[d].stop - self.slices[d].start)
-                for d in var.dims
-            )  # fmt: skip
-            self.buffers[name][sel] = data.arrays[name]
-        return data.attrs["sweeplab_digest"], int(np.count_nonzero(data.arrays["status"]))
+            gdims = [d for d in var.dims if d in grid]
+            sel: list[Any] = [idx[d][:] - self.slices[d].start for d in gdims]
+            values = data.arrays[name][rows]
+            for k, d in enumerate(var.dims[len(gdims) :]):
+                n_block = values.shape[1 + k]
+                if n_block > self.slices[d].stop:
+                    raise ValueError(f"{d}: {n_block} values, the grid has {self.slices[d].stop}")
+                sel.append(slice(0, n_block))
+            self.buffers[name][tuple(sel)] = values
 
     def write(self, group: zarr.Group) -> None:
         """Write the cell's buffers (chunk-aligned: no read-modify-write across cells)."""
@@ -352,6 +308,30 @@ def _write_json(path: Path, content: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(eq=False)
+class _State:
+    """The grid, who holds each of its points, and what the old aggregate already has."""
+
+    exp: Experiment
+    layout: Layout
+    grid: GridPoints
+    ledger: Ledger
+    holder: np.ndarray  # block index of each grid point
+    status: np.ndarray  # status of each grid point's record
+
+    @cached_property
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grid keys sorted, and the flat grid index of each."""
+        order = np.argsort(self.grid.keys)
+        return self.grid.keys[order], order
+
+    def flat_of(self, keys: np.ndarray) -> np.ndarray:
+        """Flat grid index of each raw key (-1 outside the grid)."""
+        sk, order = self.positions
+        pos = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
+        return np.where(sk[pos] == keys, order[pos], -1)
+
+
 def aggregate(
     experiment: str,
     section: Mapping[str, Any],
@@ -361,55 +341,85 @@ def aggregate(
     attrs: Mapping[str, Any] | None = None,
     full: bool = False,
 ) -> AggregateReport:
-    """Bring the aggregate ``out`` up to date with the blocks the config asks for.
+    """Bring the aggregate ``out`` up to date with the points the config asks for.
+
+    Every grid point is read by its key from the block that holds it (the ledger's holder: a
+    successful record before a failed one); points of the blocks outside the grid are ignored.
 
     Parameters
     ----------
     experiment : str
         A registered experiment.
     section : mapping
-        The experiment's config section (defines the grid and so the blocks).
+        The experiment's config section (defines the grid and the points' keys).
     blocks_dir : path
-        Directory holding the block stores ``<name>.zarr.zip``.
+        Directory holding the experiment's block stores ``<name>.zarr.zip``.
     out : path
         The aggregate zarr v3 store (a directory).
     attrs : mapping, optional
-        Global attributes of a new store (provenance).
+        Global attributes of the store (provenance; rewritten on every change).
     full : bool
         Rebuild from the block files alone, ignoring the existing aggregate.
 
     Raises
     ------
-    MissingBlocksError
-        Counting the blocks the config asks for that are not in ``blocks_dir``.
+    MissingPointsError
+        Counting the grid points that no block holds.
+    ConflictError
+        Naming two blocks that hold one point with different values.
     CorruptBlockError
         Naming the first block that is damaged or not this experiment's.
 
     """
     exp = get(experiment)
     out = Path(out)
-    blocks = exp.blocks(section)
-    if not blocks:
-        raise ValueError(f"{experiment}: the config asks for no blocks")
-    paths = _block_paths(Path(blocks_dir), blocks)
-    stats = _stats(experiment, Path(blocks_dir), paths)
+    t0 = time.perf_counter()
+    ledger = Ledger.load(blocks_dir, experiment)
+    grid = grid_points(exp, section)
+    if not len(grid.keys):
+        raise ValueError(f"{experiment}: the config asks for no points")
+    record, status, n_ok = ledger.lookup(grid.keys)
+    missing = np.flatnonzero(record < 0)
+    if len(missing):
+        first = grid.points(missing[:1]).params(0)
+        raise MissingPointsError(
+            f"{experiment}: {len(missing)} of {len(record)} point(s) are in no block of "
+            f"{blocks_dir} (first: {first}); compute them with `snakemake` (with your usual "
+            "--configfile) before aggregating"
+        )
     layout = Layout(exp, section)
+    state = _State(exp, layout, grid, ledger, ledger.block[record], status)
     recover_aside(out)
     remove_stale_temporaries(out)
     manifest = None if full else _read_manifest(out)
-    old_blocks: dict[str, Any] = dict(manifest["blocks"]) if manifest else {}
-    clean = {
-        n for n in paths
-        if n in old_blocks and tuple(old_blocks[n]["stat"]) == stats[n]
+    points_digest = hashlib.sha256(settings_text(exp, exp.settings(section)).encode()).hexdigest()[
+        :20
+    ]
+    same_points = manifest is not None and manifest.get("points") == points_digest
+    clean = np.zeros(len(ledger.names), dtype=bool)
+    if same_points:
+        known = manifest["blocks"]
+        for i, name in enumerate(ledger.names):
+            clean[i] = known.get(name) == [int(x) for x in ledger.stats[i]]
+    _check_conflicts(state, n_ok, clean)
+    holders = np.unique(state.holder)
+    entries = {ledger.names[i]: [int(x) for x in ledger.stats[i]] for i in holders}
+    n_failed = int(np.count_nonzero(status == 1))
+    new_manifest = {
+        "format": MANIFEST_FORMAT, "experiment": exp.name, "layout": layout.fingerprint,
+        "points": points_digest, "blocks": entries, "n_failed": n_failed,
+        "n_points": len(record),
     }  # fmt: skip
-    dirty = [b for b in blocks if b.name not in clean]
-    entries = {n: old_blocks[n] for n in clean}
-    t0 = time.perf_counter()
-    if manifest and manifest["layout"] == layout.fingerprint:
-        report = _update(exp, layout, out, blocks, dirty, paths, stats, entries)
+    if same_points and manifest["layout"] == layout.fingerprint:
+        covered = clean[state.holder]
+        dirty = np.unique(state.holder[~covered])
+        if not len(dirty) and manifest == new_manifest:
+            report = AggregateReport("unchanged", 0, len(holders), 0, len(holders), n_failed)
+        else:
+            report = _update(state, out, dirty, new_manifest, attrs)
     else:
-        report = _rebuild(exp, layout, out, blocks, dirty, paths, stats, entries,
-                          attrs or {}, old_ok=manifest is not None)  # fmt: skip
+        report = _rebuild(state, out, clean, new_manifest, attrs or {},
+                          old_ok=same_points)  # fmt: skip
     logger.info(
         "%s: %s, %d block(s) read, %d reused, %d cell(s) written in %.2f s",
         experiment, report.mode, report.blocks_read, report.blocks_reused,
@@ -418,24 +428,135 @@ def aggregate(
     return report
 
 
-def _manifest(layout: Layout, entries: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
-        "experiment": layout.experiment.name,
-        "layout": layout.fingerprint,
-        "blocks": dict(entries),
-        "n_failed": sum(int(e["n_failed"]) for e in entries.values()),
-    }
+def _compare(exp: Experiment, a: BlockData, ra: int, b: BlockData, rb: int) -> str | None:
+    """Name of the first variable whose values differ between two records (None if equal)."""
+    for name, var in exp.variables.items():
+        if var.timing:
+            continue
+        x, y = np.asarray(a.arrays[name][ra]), np.asarray(b.arrays[name][rb])
+        n = min(x.size, y.size)  # nan-padded (w_star) to each block's largest chain
+        x, y = x.ravel()[:n], y.ravel()[:n]
+        if x.dtype.kind == "f":
+            same = np.array_equal(x, y, equal_nan=True)
+        else:
+            same = np.array_equal(x.astype(str), y.astype(str))
+        if not same:
+            return name
+    return None
 
 
-def _group_by_cell(layout: Layout, blocks: Sequence[Block]) -> dict[tuple[int, ...], list[Block]]:
-    counts = [-(-len(layout.coords[d]) // layout.chunks[d]) for d in layout.chunked]
-    if all(n == 1 for n in counts):  # one cell: no lookups needed
-        return {tuple(0 for _ in counts): list(blocks)} if blocks else {}
-    cells: dict[tuple[int, ...], list[Block]] = {}
+def _check_conflicts(state: _State, n_ok: np.ndarray, clean: np.ndarray) -> None:
+    """Refuse grid points held by several blocks with different values (new pairs only)."""
+    dup = state.grid.keys[n_ok > 1]
+    if not len(dup):
+        return
+    led = state.ledger
+    recs = np.flatnonzero(np.isin(led.keys, dup) & (led.status == 0))
+    by_key: dict[bytes, list[int]] = {}
+    for r in recs:
+        by_key.setdefault(led.keys[r].tobytes(), []).append(int(r))
+    cache: dict[int, BlockData] = {}
+
+    def row_of(r: int) -> tuple[BlockData, int]:
+        b = int(led.block[r])
+        if b not in cache:
+            cache[b] = read_block(led.path(b), state.exp.name)
+        data = cache[b]
+        rows = np.flatnonzero(raw_keys(data.arrays["key"]) == led.keys[r])
+        return data, int(rows[0])
+
+    for records in by_key.values():
+        if all(clean[led.block[r]] for r in records):
+            continue  # compared when the later of them arrived
+        first = records[0]
+        a, ra = row_of(first)
+        for other in records[1:]:
+            b, rb = row_of(other)
+            name = _compare(state.exp, a, ra, b, rb)
+            if name is not None:
+                key = hex_keys(led.keys[first : first + 1])[0]
+                raise ConflictError(
+                    f"{state.exp.name}: blocks {led.path(int(led.block[first]))} and "
+                    f"{led.path(int(led.block[other]))} hold point {key} with different "
+                    f"values of {name!r}; delete the wrong one (`sweeplab status --failed` "
+                    "lists points; `sweeplab info BLOCK` shows a block)"
+                )
+
+
+def _block_points(state: _State, b: int) -> tuple[BlockData, np.ndarray, np.ndarray]:
+    """Read block ``b``; return it, its rows that hold grid points, and their flat indices."""
+    led = state.ledger
+    path = led.path(b)
+    data = read_block(path, state.exp.name)
+    _verify_keys(state.exp, data, path)
+    flat = state.flat_of(raw_keys(data.arrays["key"]))
+    rows = np.flatnonzero(flat >= 0)
+    rows = rows[state.holder[flat[rows]] == b]  # superseded records stay out
+    return data, rows, flat[rows]
+
+
+def _verify_keys(exp: Experiment, data: BlockData, path: Path) -> None:
+    """Check that the stored keys are those of the stored parameters and settings."""
+    try:
+        settings = json.loads(data.attrs["settings"])
+        entries = json.loads(data.attrs.get("entries", "{}"))
+        cols = {a.name: data.arrays[a.dimension] for a in exp.axes}
+        want = point_keys(exp, settings, {**settings, **entries}, cols)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptBlockError(path, f"its point table is unusable ({exc})") from None
+    if not np.array_equal(want, raw_keys(data.arrays["key"])):
+        raise CorruptBlockError(path, "its keys do not match its parameters and settings")
+
+
+def _by_cell(layout: Layout, flat: np.ndarray, shape: tuple[int, ...]
+             ) -> dict[tuple[int, ...], tuple[np.ndarray, dict[str, np.ndarray]]]:  # fmt: skip
+    """Group flat grid indices by cell: cell -> (positions in ``flat``, dim -> grid index)."""
+    idx = dict(zip(layout.grid_dims, np.unravel_index(flat, shape), strict=True))
+    if not layout.chunked:
+        return {(): (np.arange(len(flat)), idx)}
+    cell_ids = np.stack([idx[d] // layout.chunks[d] for d in layout.chunked], axis=1)
+    uniq, inverse = np.unique(cell_ids, axis=0, return_inverse=True)
+    out = {}
+    for k, cell in enumerate(uniq):
+        sel = np.flatnonzero(inverse.ravel() == k)
+        out[tuple(int(c) for c in cell)] = (sel, {d: v[sel] for d, v in idx.items()})
+    return out
+
+
+def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | None) -> int:
+    """Write the grid points of ``blocks`` into ``group``, cell by cell; return cells written.
+
+    With ``store``, each touched chunk file is unlinked before it is written (copy-on-write of
+    a hard-linked store).
+    """
+    cells = 0
     for b in blocks:
-        cells.setdefault(layout.cell_of(b), []).append(b)
+        data, rows, flat = _block_points(state, int(b))
+        for cell, (sel, idx) in _by_cell(state.layout, flat, state.grid.shape).items():
+            buf = _Cell(state.layout, cell)
+            buf.load(group)
+            try:
+                buf.put(rows[sel], idx, data)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise CorruptBlockError(
+                    state.ledger.path(int(b)), f"its arrays do not fit the grid ({exc})"
+                ) from None
+            if store is not None:
+                for chunk in _chunk_files(store, state.layout, cell):
+                    chunk.unlink(missing_ok=True)
+            buf.write(group)
+            cells += 1
     return cells
+
+
+def _set_root_attrs(store: Path, attrs: Mapping[str, Any]) -> None:
+    """Replace the store's global attributes (a new root ``zarr.json``; the old file is left)."""
+    root = store / "zarr.json"
+    doc = json.loads(root.read_text())
+    doc["attributes"] = {**doc.get("attributes", {}), **attrs}
+    tmp = root.with_name(f".zarr.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, root)  # a new inode: a hard-linked original keeps its own
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -464,53 +585,36 @@ def _chunk_files(store: Path, layout: Layout, cell: Sequence[int]) -> list[Path]
     ]
 
 
-def _update(
-    exp: Experiment, layout: Layout, out: Path, blocks: Sequence[Block], dirty: Sequence[Block],
-    paths: Mapping[str, str], stats: Mapping[str, tuple[int, int]], entries: dict[str, Any],
-) -> AggregateReport:  # fmt: skip
-    n = len(blocks)
-    if not dirty and set(entries) == set(paths):
-        return AggregateReport("unchanged", 0, n, 0, n, _manifest(layout, entries)["n_failed"])
+def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
+            attrs: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
     # Copy-on-write: a hard-linked copy of the store, whose touched chunk files are replaced
     # (unlinked, then written anew), swapped in at the end; the old store is never modified.
+    n = len(manifest["blocks"])
     tmp = temporary_name(out)
     try:
         _link_tree(out, tmp)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
-        cells = _group_by_cell(layout, dirty)
-        for cell, members in cells.items():
-            buf = _Cell(layout, cell)
-            buf.load(group)
-            for b in members:
-                digest, failed = buf.put(b, paths[b.name], exp.name)
-                entries[b.name] = {"stat": list(stats[b.name]), "digest": digest,
-                                   "n_failed": failed}  # fmt: skip
-            for chunk in _chunk_files(tmp, layout, cell):
-                chunk.unlink(missing_ok=True)
-            buf.write(group)
-        entries = {name: entries[name] for name in paths}  # drop blocks no longer in the config
-        manifest = _manifest(layout, entries)
+        cells = _patch(state, group, dirty, tmp)
+        if attrs:
+            _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
         (tmp / MANIFEST).unlink()
         _write_json(tmp / MANIFEST, manifest)
         swap_into_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return AggregateReport("update", len(dirty), n - len(dirty), len(cells), n,
-                           manifest["n_failed"])  # fmt: skip
+    return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
-def _rebuild(
-    exp: Experiment, layout: Layout, out: Path, blocks: Sequence[Block],
-    dirty: Sequence[Block], paths: Mapping[str, str], stats: Mapping[str, tuple[int, int]],
-    entries: dict[str, Any], attrs: Mapping[str, Any], *, old_ok: bool,
-) -> AggregateReport:  # fmt: skip
+def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str, Any],
+             attrs: Mapping[str, Any], *, old_ok: bool) -> AggregateReport:  # fmt: skip
+    layout = state.layout
     tmp = temporary_name(out)
     old = None
-    old_index: dict[str, dict[str, int]] = {}
-    if old_ok and entries:
+    covered = np.zeros(len(state.holder), dtype=bool)
+    if old_ok and out.exists():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             old = zarr.open_group(out, mode="r", zarr_format=3, use_consolidated=True)
@@ -518,27 +622,25 @@ def _rebuild(
             d: {k: i for i, k in enumerate(_keys(np.asarray(old[d][...])))}
             for d in layout.coords if d in old
         }  # fmt: skip
-    else:
-        entries = {}
-    dirty_names = {b.name for b in dirty}
-    by_cell = _group_by_cell(layout, blocks)
+        inside = [np.isin(layout.keys[d], list(old_index.get(d, {}))) for d in layout.grid_dims]
+        covered = np.ones(state.grid.shape, dtype=bool)
+        for k, m in enumerate(inside):  # a point is in the old grid if each coordinate is
+            shape = [1] * len(inside)
+            shape[k] = len(m)
+            covered &= m.reshape(shape)
+        covered = covered.ravel() & clean[state.holder]
+    dirty = np.unique(state.holder[~covered])
+    n = len(manifest["blocks"])
     try:
-        group = _create_store(tmp, layout, {**attrs, "experiment": exp.name})
+        group = _create_store(tmp, layout, {**attrs, "experiment": state.exp.name})
         cells = 0
-        for cell in layout.cells():
-            members = by_cell.get(cell, [])
-            buf = _Cell(layout, cell)
-            if old is not None and any(b.name not in dirty_names for b in members):
+        if old is not None and covered.any():
+            for cell in layout.cells():
+                buf = _Cell(layout, cell)
                 buf.copy_from(old, old_index)
-            for b in members:
-                if b.name in dirty_names or b.name not in entries:
-                    digest, failed = buf.put(b, paths[b.name], exp.name)
-                    entries[b.name] = {"stat": list(stats[b.name]), "digest": digest,
-                                       "n_failed": failed}  # fmt: skip
-            buf.write(group)
-            cells += 1
-        entries = {name: entries[name] for name in paths}
-        manifest = _manifest(layout, entries)
+                buf.write(group)
+                cells += 1
+        cells += _patch(state, group, dirty, None)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp, zarr_format=3)
@@ -547,6 +649,4 @@ def _rebuild(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    n_read = sum(1 for b in blocks if b.name in dirty_names or old is None)
-    return AggregateReport("rebuild", n_read, len(blocks) - n_read, cells, len(blocks),
-                           manifest["n_failed"])  # fmt: skip
+    return AggregateReport("rebuild", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])

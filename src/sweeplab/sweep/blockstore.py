@@ -33,12 +33,22 @@ from zarr.storage import MemoryStore, ZipStore
 
 from .store import remove_stale_temporaries, temporary_name
 
-__all__ = ["BLOCK_SUFFIX", "BlockData", "CorruptBlockError", "digest", "read_block", "write_block"]
+__all__ = [
+    "BLOCK_SUFFIX",
+    "BlockData",
+    "CorruptBlockError",
+    "digest",
+    "read_block",
+    "read_point_table",
+    "write_block",
+]
 
 logger = logging.getLogger(__name__)
 
 BLOCK_SUFFIX = ".zarr.zip"
-FORMAT = "sweeplab-block-1"
+FORMAT = "sweeplab-block-2"
+#: arrays of every block besides the variables: the point table
+POINT_TABLE = ("key", "status", "point_wall_time", "point_cost")
 
 
 class CorruptBlockError(ValueError):
@@ -47,9 +57,8 @@ class CorruptBlockError(ValueError):
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = Path(path)
         super().__init__(
-            f"block {self.path} is corrupt ({reason}); recompute it with "
-            f"`snakemake --force {self.path}` (with your usual --configfile), then re-run the "
-            "workflow"
+            f"block {self.path} is corrupt ({reason}); delete it and re-run `snakemake` (with "
+            "your usual --configfile): its points are then planned and computed again"
         )
 
 
@@ -154,6 +163,67 @@ def _decode(meta: Mapping[str, Any], raw: bytes) -> np.ndarray | None:
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+def _open_members(
+    p: Path, experiment: str, expected: str, names: set[str] | None
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, tuple[str, ...]], set[str]]:
+    """Read root attributes and the arrays ``names`` (all if None) of a block zip.
+
+    Returns attrs, decoded arrays, dims of every array, and the arrays left for zarr to decode.
+    """
+    try:
+        with zipfile.ZipFile(p) as zf:
+            members = set(zf.namelist())
+            root = json.loads(zf.read("zarr.json"))
+            attrs = dict(root.get("attributes", {}))
+            if attrs.get("experiment") != experiment:
+                got = attrs.get("experiment")
+                raise CorruptBlockError(p, f"it holds a {got!r} block, not a {experiment!r} one")
+            if attrs.get("block") != expected:
+                raise CorruptBlockError(p, f"it holds block {attrs.get('block')!r}")
+            if attrs.get("sweeplab_format") != FORMAT:
+                raise CorruptBlockError(
+                    p, f"format {attrs.get('sweeplab_format')!r} is not {FORMAT!r}"
+                )
+            metas = {
+                k: m
+                for k, m in root["consolidated_metadata"]["metadata"].items()
+                if m.get("node_type") == "array"
+            }
+            arrays: dict[str, np.ndarray] = {}
+            dims: dict[str, tuple[str, ...]] = {}
+            left: set[str] = set()
+            for key, meta in metas.items():
+                dims[key] = tuple(meta.get("dimension_names") or ())
+                if names is not None and key not in names:
+                    continue
+                chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
+                ckey = _chunk_key(meta)
+                if ckey is None or list(chunk) != list(meta["shape"]):
+                    left.add(key)
+                    continue
+                if f"{key}/{ckey}" not in members:
+                    raise CorruptBlockError(p, f"array {key!r} has no data (member missing)")
+                member = zf.getinfo(f"{key}/{ckey}")
+                if member.file_size > _MAX_MEMBER:
+                    raise CorruptBlockError(p, f"array {key!r} declares {member.file_size} bytes")
+                decoded = _decode(meta, zf.read(member))
+                if decoded is None:
+                    left.add(key)
+                    continue
+                arrays[key] = decoded
+    except CorruptBlockError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, RuntimeError,
+            AttributeError, TypeError) as exc:  # fmt: skip
+        raise CorruptBlockError(p, f"{type(exc).__name__}: {exc}") from None
+    return attrs, arrays, dims, left
+
+
+#: largest zip member a block may have (a block is written to memory whole: 1 GiB is far above
+#: any block the planner makes, and far below what would exhaust a job's memory)
+_MAX_MEMBER = 1 << 30
+
+
 def read_block(path: str | os.PathLike[str], experiment: str, name: str | None = None) -> BlockData:
     """Read and verify a block store.
 
@@ -175,44 +245,9 @@ def read_block(path: str | os.PathLike[str], experiment: str, name: str | None =
     """
     p = Path(path)
     expected = name if name is not None else p.name.removesuffix(BLOCK_SUFFIX)
-    try:
-        with zipfile.ZipFile(p) as zf:
-            members = set(zf.namelist())
-            root = json.loads(zf.read("zarr.json"))
-            attrs = dict(root.get("attributes", {}))
-            if attrs.get("experiment") != experiment:
-                got = attrs.get("experiment")
-                raise CorruptBlockError(p, f"it holds a {got!r} block, not a {experiment!r} one")
-            if attrs.get("block") != expected:
-                raise CorruptBlockError(p, f"it holds block {attrs.get('block')!r}")
-            metas = {
-                k: m
-                for k, m in root["consolidated_metadata"]["metadata"].items()
-                if m.get("node_type") == "array"
-            }
-            arrays: dict[str, np.ndarray] = {}
-            dims: dict[str, tuple[str, ...]] = {}
-            fallback = False
-            for key, meta in metas.items():
-                dims[key] = tuple(meta.get("dimension_names") or ())
-                chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                ckey = _chunk_key(meta)
-                if ckey is None or list(chunk) != list(meta["shape"]):
-                    fallback = True
-                    continue
-                if f"{key}/{ckey}" not in members:
-                    raise CorruptBlockError(p, f"array {key!r} has no data (member missing)")
-                decoded = _decode(meta, zf.read(f"{key}/{ckey}"))
-                if decoded is None:
-                    fallback = True
-                    continue
-                arrays[key] = decoded
-    except CorruptBlockError:
-        raise
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, RuntimeError) as exc:
-        raise CorruptBlockError(p, f"{type(exc).__name__}: {exc}") from None
-    if fallback:
-        arrays.update(_read_with_zarr(p, set(metas) - set(arrays)))
+    attrs, arrays, dims, left = _open_members(p, experiment, expected, None)
+    if left:
+        arrays.update(_read_with_zarr(p, left))
     want = attrs.get("sweeplab_digest")
     if not want:
         raise CorruptBlockError(p, "it has no sweeplab_digest attribute")
@@ -220,6 +255,24 @@ def read_block(path: str | os.PathLike[str], experiment: str, name: str | None =
     if got != want:
         raise CorruptBlockError(p, f"content digest {got[:19]}... differs from the recorded "
                                 f"{str(want)[:19]}...")  # fmt: skip
+    return BlockData(attrs, arrays, dims)
+
+
+def read_point_table(path: str | os.PathLike[str], experiment: str) -> BlockData:
+    """Read a block's point table only (:data:`POINT_TABLE`: keys, status, wall times, costs).
+
+    The members read are checked by their zip CRC; the whole block's digest is checked when
+    its values are aggregated or merged (:func:`read_block`).
+    """
+    p = Path(path)
+    attrs, arrays, dims, left = _open_members(
+        p, experiment, p.name.removesuffix(BLOCK_SUFFIX), set(POINT_TABLE)
+    )
+    if left:
+        arrays.update(_read_with_zarr(p, left))
+    missing = [n for n in POINT_TABLE if n not in arrays]
+    if missing:
+        raise CorruptBlockError(p, f"it has no {missing[0]!r} array")
     return BlockData(attrs, arrays, dims)
 
 

@@ -3,9 +3,9 @@
 The JSON schema (``config.schema.yaml``, shipped in this package; ``workflow/schemas`` links to
 it) checks types and ranges; :func:`check_finite` rejects NaN and infinities, which JSON-schema
 ``minimum``/``maximum`` let through; each experiment's ``validate`` checks the rest (canonical
-duplicates, block-name lengths, geometry, memory estimates). A block run on its own
-(:func:`validate_block`) goes through the same checks as the whole sweep, so a block whose
-settings are invalid is refused before anything is computed or written.
+duplicates, grid size, geometry, memory estimates). A planned block run on its own goes
+through the same checks (:func:`validate_section` on the section its plan file stands for), so
+a block whose settings are invalid is refused before anything is computed or written.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .experiments import Block, get
+from .experiments import get
 
 __all__ = [
     "SCHEMA_RESOURCE",
     "check_finite",
     "load_schema",
-    "validate_block",
     "validate_section",
 ]
 
@@ -129,27 +128,3 @@ def validate_section(experiment: str, section: Mapping[str, Any]) -> None:
         where = _dotted(tuple(error.absolute_path)) or "config"
         raise ValueError(f"{where}: {error.message}")
     get(experiment).validate(section)
-
-
-def validate_block(experiment: str, name: str, settings: Mapping[str, Any]) -> Block:
-    """Check a block name and the settings it runs with, as the whole sweep would be checked.
-
-    The block's section is rebuilt from ``settings`` (the section minus the grid keys) and the
-    block's own axis values, then goes through :func:`validate_section`.
-
-    Returns
-    -------
-    Block
-        The parsed block.
-
-    Raises
-    ------
-    ValueError
-        For a malformed or non-canonical name, or settings the config would refuse.
-
-    """
-    exp = get(experiment)
-    block = exp.parse_block(name)
-    section = exp.block_section(block, settings)
-    validate_section(experiment, section)
-    return block

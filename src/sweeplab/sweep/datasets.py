@@ -1,7 +1,9 @@
 """Label computed arrays as an xarray Dataset: dims, coordinates, units, long names, flags.
 
-Nothing here computes: it turns the arrays an experiment's ``compute_points`` returns into the
-block's Dataset, using only what the experiment declares (axes, point dims, variables).
+Nothing here computes: it turns the arrays an experiment's ``compute_points`` returns for a
+batch of points into the block's Dataset, using only what the experiment declares (axes, point
+dims, variables). A block's dimension is ``point``; each point carries its key and its
+parameters (one coordinate per axis), and every variable's grid dimensions become ``point``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ import numpy as np
 import xarray as xr
 
 if TYPE_CHECKING:
-    from .experiments.base import Block, Experiment
+    from .experiments.base import Experiment, Points
 
-__all__ = ["coord_attrs", "label"]
+__all__ = ["POINT", "block_dims", "coord_attrs", "label"]
+
+POINT = "point"
+TABLE_ATTRS = {
+    "key": {"units": "1", "long_name": "point key (content hash of experiment, version, "
+            "parameters and settings)"},
+    "point_wall_time": {"units": "s", "long_name": "wall time spent on the point (a batch's "
+                        "time shared equally by its points)"},
+    "point_cost": {"units": "s", "long_name": "the planner's uncalibrated cost estimate"},
+}  # fmt: skip
 
 
 def coord_attrs(experiment: Experiment) -> dict[str, dict[str, str]]:
@@ -26,29 +37,32 @@ def coord_attrs(experiment: Experiment) -> dict[str, dict[str, str]]:
     return attrs
 
 
-def _coord(values: Any) -> np.ndarray:
-    arr = np.asarray(values)
-    return arr.astype(object) if arr.dtype.kind == "U" else arr
+def block_dims(experiment: Experiment, dims: tuple[str, ...]) -> tuple[str, ...]:
+    """Dims of a variable in a block: its grid dims become ``point``, inner dims stay."""
+    grid = {a.dimension for a in experiment.axes}
+    return (POINT, *(d for d in dims if d not in grid))
 
 
 def label(
     experiment: Experiment,
-    block: Block,
+    points: Points,
     data: Mapping[str, np.ndarray],
     settings: Mapping[str, Any],
+    wall: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Return the labelled dataset of one block.
 
     Parameters
     ----------
-    experiment, block
-        The experiment and the block the arrays belong to.
+    experiment, points
+        The experiment and the batch of points the arrays belong to.
     data : mapping of str to ndarray
-        One array per declared variable, holding the variable's values over its dims with the
-        block's single-valued dims left out (e.g. shape ``(n_seeds,)`` for a sharpness variable,
-        ``(n_seeds, n_steps)`` for an escape trajectory).
+        One array per declared variable, shape ``(n_points, *inner)``.
     settings : mapping
-        The block's settings (for the non-block coordinates).
+        The points' settings (for the non-grid coordinates).
+    wall, cost : ndarray, optional
+        Wall time (s) and estimated cost (s) of each point (nan if not given).
 
     Raises
     ------
@@ -56,10 +70,12 @@ def label(
         If a variable is missing, unexpected, or has the wrong number of values.
 
     """
-    coords: dict[str, Any] = {
-        dim: _coord(values) for dim, values in experiment.block_coords(block).items()
-    }
-    coords.update(experiment.inner_coords(settings, block))
+    n = len(points)
+    coords: dict[str, Any] = {}
+    for axis in experiment.axes:
+        coords[axis.dimension] = (POINT, axis.column(points.columns[axis.name]))
+    coords["key"] = (POINT, np.asarray(points.keys, dtype=object))
+    coords.update(experiment.inner_coords(settings, points))
     if set(data) != set(experiment.variables):
         raise ValueError(
             f"{experiment.name}: computed variables {sorted(data)} differ from the declared "
@@ -67,17 +83,25 @@ def label(
         )
     variables = {}
     for name, var in experiment.variables.items():
-        shape = tuple(len(coords[d]) for d in var.dims)
+        dims = block_dims(experiment, var.dims)
+        shape = (n, *(len(coords[d]) for d in dims[1:]))
         values = np.asarray(data[name])
         if values.size != int(np.prod(shape)):
             raise ValueError(
-                f"{experiment.name}.{name}: {values.size} values for dims {var.dims} of shape "
-                f"{shape}"
+                f"{experiment.name}.{name}: {values.size} values for dims {dims} of shape {shape}"
             )
         dtype = object if var.dtype == "str" else var.dtype
-        variables[name] = xr.Variable(var.dims, values.reshape(shape).astype(dtype), var.attrs())
+        variables[name] = xr.Variable(dims, values.reshape(shape).astype(dtype), var.attrs())
+    nan = np.full(n, np.nan)
+    variables["point_wall_time"] = xr.Variable(
+        (POINT,), nan if wall is None else np.asarray(wall, float), TABLE_ATTRS["point_wall_time"]
+    )
+    variables["point_cost"] = xr.Variable(
+        (POINT,), nan if cost is None else np.asarray(cost, float), TABLE_ATTRS["point_cost"]
+    )
     ds = xr.Dataset(variables, coords=coords)
     for dim, attrs in coord_attrs(experiment).items():
         if dim in ds.coords:
             ds[dim].attrs.update(attrs)
+    ds["key"].attrs.update(TABLE_ATTRS["key"])
     return ds

@@ -1,74 +1,110 @@
-"""Run one block: its experiment computes the points on Dask, the result becomes a block store."""
+"""Run one planned block: its points are computed on Dask, the result becomes a block store."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from distributed import Client
 
-from .blockstore import write_block
+from .blockstore import BLOCK_SUFFIX, write_block
 from .cluster import dask_client
-from .configcheck import validate_block
-from .experiments import Block, get
+from .configcheck import validate_section
+from .experiments import Experiment, Points
+from .experiments.base import canonical_json
+from .planner import load_plan_file
 from .store import provenance
 
-__all__ = ["compute_block", "run_block"]
+__all__ = ["FAIL_ENV", "compute_points", "run_plan"]
 
 logger = logging.getLogger(__name__)
 
+#: test-only: JSON object of parameter values; matching points are recorded as failed
+FAIL_ENV = "SWEEPLAB_TEST_FAIL"
 
-def compute_block(block: Block, config: Mapping[str, Any], client: Client) -> xr.Dataset:
-    """Compute every point of ``block`` on ``client`` and return the labelled block dataset.
 
-    ``config[block.experiment]`` holds the block's settings (the experiment's config section,
-    or just the part the block depends on).
-    """
-    ds = get(block.experiment).compute(block, config[block.experiment], client)
-    logger.info("block %s: %d point(s) done", block.name, int(ds["status"].size))
+def _injected_failures(points: Points) -> np.ndarray:
+    spec = os.environ.get(FAIL_ENV)
+    mask = np.zeros(len(points), dtype=bool)
+    if not spec:
+        return mask
+    mask[:] = True
+    for name, value in json.loads(spec).items():
+        mask &= points.columns[name] == value
+    return mask
+
+
+def compute_points(exp: Experiment, points: Points, section: Mapping[str, Any], client: Client
+                   ) -> xr.Dataset:  # fmt: skip
+    """Compute ``points`` of ``exp`` on ``client``; return the labelled block dataset."""
+    ds = exp.compute(points, section, client)
+    fail = _injected_failures(points)
+    if fail.any():  # test-only (FAIL_ENV): as if these points had raised
+        for name, var in exp.variables.items():
+            ds[name][{"point": np.flatnonzero(fail)}] = var.fill
+        ds["status"][{"point": np.flatnonzero(fail)}] = 1
+        ds["error"][{"point": np.flatnonzero(fail)}] = (
+            f"RuntimeError: injected failure ({FAIL_ENV})"
+        )
+    logger.info("%s: %d point(s) done", exp.name, len(points))
     return ds
 
 
-def run_block(
-    experiment: str,
-    name: str,
-    config: Mapping[str, Any],
+def run_plan(
+    plan: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
+    dask: Mapping[str, Any] | None = None,
     threads: int = 1,
 ) -> xr.Dataset:
-    """Run the block ``name`` of ``experiment`` and write it atomically to ``out``.
+    """Compute the block described by the plan file ``plan`` and write it atomically to ``out``.
 
     Parameters
     ----------
-    experiment : str
-        A registered experiment (``sweeplab.sweep.experiments.EXPERIMENTS``).
-    name : str
-        Canonical block name (``key~value_...``).
-    config : mapping
-        ``{experiment: settings, "dask": {...}}``.
+    plan : path
+        Plan file written by the planner (``results/plans/<experiment>/<block>.json``).
     out : path
-        Destination block store (``*.zarr.zip``).
+        Destination block store, ``<block>.zarr.zip``.
+    dask : mapping, optional
+        The config's dask section (address, scheduler_file, processes, timeout).
     threads : int
         Threads of the private local Dask cluster (ignored with an external scheduler).
 
     Raises
     ------
     ValueError
-        For a malformed block name or settings the config schema or the experiment refuses
-        (see :func:`~sweeplab.sweep.configcheck.validate_block`); nothing is computed or written.
+        For a damaged plan, settings the config schema or the experiment refuses, or an ``out``
+        that is not the plan's block; nothing is computed or written.
 
     """
-    block = validate_block(experiment, name, config[experiment])  # before anything starts
-    with dask_client(threads, config.get("dask")) as client:
-        ds = compute_block(block, config, client)
-    ds.attrs = {"experiment": experiment, "block": name,
-                **provenance({experiment: config[experiment]})}  # fmt: skip
-    n_failed = int(np.asarray(ds["status"]).astype(bool).sum())
+    exp, points, settings, section, salt = load_plan_file(plan)
+    name = Path(plan).stem
+    out = Path(out)
+    if out.name != f"{name}{BLOCK_SUFFIX}":
+        raise ValueError(f"--out {out} must be named {name}{BLOCK_SUFFIX} (the plan's block)")
+    validate_section(exp.name, section)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"--out {out}: directory {out.parent} is not writable")
+    with dask_client(threads, dask) as client:
+        ds = compute_points(exp, points, section, client)
+    entries = {a.key: section[a.key] for a in exp.axes if a.kind == "mapping"}
+    ds.attrs = {
+        "experiment": exp.name,
+        "block": name,
+        "version": exp.version,
+        "settings": canonical_json(settings),
+        "entries": canonical_json(entries),
+        "salt": json.dumps(list(salt)),
+        **provenance({exp.name: dict(section)}),
+    }
+    n_failed = int(np.count_nonzero(np.asarray(ds["status"])))
     if n_failed:
         logger.warning("block %s: %d failed point(s) recorded", name, n_failed)
     write_block(ds, out)

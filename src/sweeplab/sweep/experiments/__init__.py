@@ -15,26 +15,23 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-from .base import MAX_BLOCK_NAME, Axis, Block, Experiment, FigureSpec, Var
+from .base import MAX_GRID_POINTS, Axis, Experiment, FigureSpec, Points, Var
 from .channel import channel_geometry
 from .escape import escape_minimizer
 from .sharpness import sharpness_minimizer, sharpness_point
 
 __all__ = [
     "EXPERIMENTS",
-    "MAX_BLOCK_NAME",
+    "MAX_GRID_POINTS",
     "REGISTRY",
     "Axis",
-    "Block",
     "Experiment",
     "FigureSpec",
+    "Points",
     "Var",
-    "block_settings",
-    "blocks_for",
     "channel_geometry",
     "escape_minimizer",
     "get",
-    "parse_block",
     "sharpness_minimizer",
     "sharpness_point",
     "validate_config",
@@ -61,22 +58,6 @@ def get(name: str) -> Experiment:
         raise ValueError(f"unknown experiment {name!r}; expected one of {EXPERIMENTS}") from None
 
 
-def blocks_for(experiment: str, config: Mapping[str, Any]) -> list[Block]:
-    """Every block of ``experiment`` that ``config`` asks for, in a stable order."""
-    return get(experiment).blocks(config[experiment])
-
-
-def parse_block(experiment: str, name: str) -> Block:
-    """Parse a block name of ``experiment`` back into typed parameters (checks it is canonical)."""
-    return get(experiment).parse_block(name)
-
-
-def block_settings(experiment: str, config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """Return the settings block ``name`` depends on: its section minus the grid axes."""
-    exp = get(experiment)
-    return exp.block_settings(config[experiment], exp.parse_block(name))
-
-
 def validate_config(config: Mapping[str, Any]) -> None:
     """Check, for every selected experiment, what the JSON schema cannot.
 
@@ -94,6 +75,9 @@ def validate_config(config: Mapping[str, Any]) -> None:
     from ..configcheck import check_finite  # imports this package
 
     check_finite(config)
+    seconds = config.get("block_seconds", 60)
+    if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0):
+        raise ValueError(f"block_seconds = {seconds!r}; allowed: a number > 0 (seconds)")
     for name in config.get("experiments", EXPERIMENTS):
         exp = get(name)
         if name not in config:

@@ -1,67 +1,64 @@
-"""What an experiment declares: block axes, settings, variables, figures, resources, compute.
+"""What an experiment declares: grid axes, settings, variables, figures, costs, compute.
 
-Everything the rest of the pipeline needs about an experiment (CLI choices, Snakemake rules and
-targets, block names, the aggregate's grid, dataset labels, report figures) is derived from one
+Everything the rest of the pipeline needs about an experiment (CLI choices, point identity, the
+planner's packing, the aggregate's grid, dataset labels, report figures) is derived from one
 :class:`Experiment` object per experiment module; see ``docs/architecture.md``.
+
+Points, not blocks, are the unit of identity: a point is one combination of the axes' values,
+and its key (:mod:`sweeplab.sweep.identity`) hashes the experiment, its ``version``, the point's
+parameters and the settings it depends on. Blocks are batches of pending points packed by the
+planner (:mod:`sweeplab.sweep.planner`); an experiment computes any batch (:class:`Points`).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
-from itertools import product
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import xarray as xr
 from distributed import Client
 
-from ..canonical import block_name, format_value, parse_block_name
+from ..canonical import format_value
 
-__all__ = ["MAX_BLOCK_NAME", "Axis", "Block", "Experiment", "FigureSpec", "Var"]
+__all__ = [
+    "MAX_GRID_POINTS",
+    "Axis",
+    "Experiment",
+    "FigureSpec",
+    "Points",
+    "Var",
+    "status_vars",
+]
 
-#: longest block name: ``<name>.zarr.zip`` and its temporary sibling (``.<file>.tmp-<pid>-<hex>``)
-#: must stay under the usual 255-byte file-name limit
-MAX_BLOCK_NAME = 200
-
-
-@dataclass(frozen=True)
-class Block:
-    """One Snakemake job: an experiment and the values of its block axes (in path order)."""
-
-    experiment: str
-    params: dict[str, Any]
-
-    @cached_property
-    def name(self) -> str:
-        """Canonical ``key~value_...`` name (the block's path stem)."""
-        return block_name(self.params)
+#: largest grid one experiment section may ask for (points), checked from the axes' lengths
+#: before anything is enumerated
+MAX_GRID_POINTS = 10_000_000
 
 
 @dataclass(frozen=True)
 class Axis:
-    """A block axis: a config entry whose values appear in block names and become a dimension.
+    """A grid axis: a config entry whose values become a dimension of the aggregate.
 
     Parameters
     ----------
     name : str
-        Key in the block name (``name~value``).
+        Parameter name of the axis (and of the point's column).
     key : str
         Key of the experiment's config section holding the values.
     type : type
         ``int``, ``float`` or ``str``.
-    dim : str
-        Dataset dimension the axis fills (defaults to ``name``).
     units, long_name : str
         Attributes of the dimension coordinate.
-    kind : {"list", "mapping", "chunks"}
-        ``list``: the section's list of values, one per block; ``mapping``: the keys of a
-        mapping (named entries, e.g. geometries); ``chunks``: the section holds a count ``n`` and
-        ``<per_block>``; blocks hold ranges ``lo-hi`` of the values ``0 .. n-1`` (seeds).
-    per_block : str
-        Config key of the chunk size (``kind="chunks"`` only).
+    dim : str
+        Dataset dimension the axis fills (defaults to ``name``).
+    kind : {"list", "mapping", "count"}
+        ``list``: the section's list of values; ``mapping``: the keys of a mapping of named
+        entries (e.g. geometries; the entry's content is part of the point's identity);
+        ``count``: the section holds a count ``n``, the values are ``0 .. n-1`` (seeds).
 
     """
 
@@ -72,84 +69,103 @@ class Axis:
     long_name: str
     dim: str = ""
     kind: str = "list"
-    per_block: str = ""
 
     @classmethod
-    def seed_chunks(cls, long_name: str) -> Axis:
-        """Return the usual seed axis: ``seeds`` (a count) in blocks of ``seeds_per_block``."""
-        return cls("seeds", "seeds", str, "1", long_name, dim="seed", kind="chunks",
-                   per_block="seeds_per_block")  # fmt: skip
+    def seed_count(cls, long_name: str) -> Axis:
+        """Return the usual seed axis: ``seeds`` (a count), dimension ``seed``."""
+        return cls("seed", "seeds", int, "1", long_name, dim="seed", kind="count")
 
     @property
     def dimension(self) -> str:
         """Dataset dimension filled by this axis."""
         return self.dim or self.name
 
-    def block_values(self, section: Mapping[str, Any]) -> list[Any]:
-        """Values of this axis in block names, in config order (chunks: ``"lo-hi"`` text)."""
-        if self.kind == "chunks":
-            n, per = int(section[self.key]), int(section[self.per_block])
-            return [f"{lo}-{min(lo + per, n) - 1}" for lo in range(0, n, per)]
-        if self.kind == "mapping":
-            return sorted(section[self.key])
-        return list(section[self.key])
+    def size(self, section: Mapping[str, Any]) -> int:
+        """Return the number of values, without enumerating them."""
+        value = section[self.key]
+        return int(value) if self.kind == "count" else len(value)
 
     def coords(self, section: Mapping[str, Any]) -> np.ndarray:
         """Return the dimension's coordinate values in the aggregate: sorted, unique."""
-        if self.kind == "chunks":
+        if self.kind == "count":
             return np.arange(int(section[self.key]), dtype=np.int64)
-        values = sorted(self.block_values(section))
+        values = sorted(section[self.key])
         if self.type is str:
             return np.array(values, dtype=object)
         return np.asarray(values, dtype=np.int64 if self.type is int else np.float64)
 
-    def dim_values(self, value: Any) -> list[Any]:
-        """Coordinate values covered by one block value (a chunk covers a range)."""
-        if self.kind == "chunks":
-            lo, hi = chunk_bounds(value)
-            return list(range(lo, hi + 1))
-        return [value]
-
-    def parse(self, text: str) -> Any:
-        """Parse the text of a block name back into a typed value."""
-        if self.kind == "chunks":
-            chunk_bounds(text)
-            return text
-        try:
-            return self.type(text)
-        except ValueError:
-            pass
-        if self.type is int:
-            try:
-                as_float = float(text)
-            except ValueError:
-                as_float = math.nan
-            if math.isfinite(as_float) and as_float == int(as_float):
-                raise ValueError(
-                    f"block axis {self.name}~{text} is not canonical; expected "
-                    f"{self.name}~{int(as_float)}"
-                ) from None
-        raise ValueError(f"block axis {self.name}~{text}: not a valid {self.type.__name__}")
-
-    def section_entries(self, value: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Config entries of a section holding only this block value (inverse of a block)."""
-        if self.kind == "chunks":
-            lo, hi = chunk_bounds(value)
-            return {self.key: hi + 1, self.per_block: hi - lo + 1}
+    def texts(self, values: np.ndarray, section: Mapping[str, Any]) -> list[str]:
+        """Identity text of each value: ``name~value;`` (mapping axes add the entry's content)."""
         if self.kind == "mapping":
-            entries = settings.get(self.key)
-            if not isinstance(entries, Mapping) or value not in entries:
-                raise ValueError(f"block {self.name}~{value}: settings have no {self.key}.{value}")
-            return {self.key: {value: entries[value]}}
-        return {self.key: [value]}
+            entries = section[self.key]
+            return [
+                f"{self.name}~{v}~{canonical_json(entries[v])};" for v in values.tolist()
+            ]  # fmt: skip
+        if values.dtype.kind in "iu":
+            return [f"{self.name}~{v};" for v in values.tolist()]
+        return [f"{self.name}~{format_value(v)};" for v in values.tolist()]
+
+    def column(self, values: Any) -> np.ndarray:
+        """Return ``values`` as this axis's column dtype."""
+        if self.type is str:
+            return np.asarray(values, dtype=object)
+        return np.asarray(values, dtype=np.int64 if self.type is int else np.float64)
 
 
-def chunk_bounds(text: str) -> tuple[int, int]:
-    """Return ``(lo, hi)`` of a chunk ``"lo-hi"`` (``0 <= lo <= hi``)."""
-    lo, sep, hi = str(text).partition("-")
-    if not (sep and lo.isdigit() and hi.isdigit()) or int(lo) > int(hi):
-        raise ValueError(f"seed chunk {text!r} must be 'lo-hi' with 0 <= lo <= hi")
-    return int(lo), int(hi)
+def canonical(value: Any) -> Any:
+    """Return ``value`` with every number in canonical form (``1.0`` and ``1`` alike)."""
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, bool | np.bool_) or value is None:
+        return value
+    if isinstance(value, int | float | np.integer | np.floating):
+        text = format_value(value)
+        return int(text) if text.lstrip("-").isdigit() else float(text)
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON text of a config value (sorted keys, canonical numbers)."""
+    return json.dumps(canonical(value), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, eq=False)
+class Points:
+    """A batch of points of one experiment: one column of values per axis, in point order.
+
+    Attributes
+    ----------
+    experiment : str
+        Experiment name.
+    columns : dict of str to ndarray
+        Axis name -> values of shape ``(n,)`` (int64, float64 or object for strings).
+    keys : ndarray of str
+        The points' identity keys (32 hex characters), shape ``(n,)``.
+
+    """
+
+    experiment: str
+    columns: dict[str, np.ndarray]
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def params(self, i: int) -> dict[str, Any]:
+        """Parameters of point ``i`` as Python scalars."""
+        return {k: v[i].item() if isinstance(v[i], np.generic) else v[i]
+                for k, v in self.columns.items()}  # fmt: skip
+
+    def groups(self, names: tuple[str, ...]) -> list[tuple[dict[str, Any], np.ndarray]]:
+        """Point indices grouped by the values of the axes ``names`` (in first-seen order)."""
+        out: dict[tuple, list[int]] = {}
+        cols = [self.columns[n].tolist() for n in names]
+        for i, combo in enumerate(zip(*cols, strict=True)):
+            out.setdefault(combo, []).append(i)
+        return [(dict(zip(names, combo, strict=True)), np.asarray(idx))
+                for combo, idx in out.items()]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,7 +173,10 @@ class Var:
     """A dataset variable: its dims, dtype, units and long name.
 
     ``dtype`` is ``"float64"``, ``"int8"`` or ``"str"``. Categorical variables are integer codes
-    with CF ``flag_values`` / ``flag_meanings`` attributes (``flags``: code -> meaning).
+    with CF ``flag_values`` / ``flag_meanings`` attributes (``flags``: code -> meaning). The
+    grid dimensions come first in ``dims``, the inner ones (steps, times) last. ``timing``
+    marks wall-time measurements, which differ between two computations of the same point and
+    are left out when two blocks holding the same point are compared.
     """
 
     dims: tuple[str, ...]
@@ -165,6 +184,7 @@ class Var:
     long_name: str
     dtype: str = "float64"
     flags: Mapping[int, str] | None = None
+    timing: bool = False
 
     @property
     def fill(self) -> Any:
@@ -200,77 +220,53 @@ STATUS_FLAGS = {0: "ok", 1: "failed"}
 class Experiment:
     """Base class of the experiment modules (one instance each, listed in the registry).
 
-    Subclasses set the class attributes and implement :meth:`compute_points` (and, where the
-    JSON schema cannot check something, :meth:`validate`).
+    Subclasses set the class attributes and implement :meth:`compute_points`,
+    :meth:`point_cost` and (where points are large) :meth:`point_memory`.
     """
 
     name: ClassVar[str]
+    #: bumped whenever a change of the science changes results: every point is then new
+    version: ClassVar[int] = 1
     #: position in the registry (CLI choices, default experiment order)
     order: ClassVar[int] = 100
     axes: ClassVar[tuple[Axis, ...]]
+    #: points that share these axes' values are packed together (one batched kernel call)
+    batch_axes: ClassVar[tuple[str, ...]] = ()
     variables: ClassVar[dict[str, Var]]
     figures: ClassVar[tuple[FigureSpec, ...]]
-    #: coordinate attributes of the non-block dimensions (step, time, ...): dim -> (units, name)
+    #: coordinate attributes of the non-grid dimensions (step, time, ...): dim -> (units, name)
     point_dims: ClassVar[dict[str, tuple[str, str]]] = {}
     #: Snakemake resources of one block job: threads, mem_mb, runtime (minutes)
     threads: ClassVar[int] = 2
     mem_mb: ClassVar[int] = 2000
     runtime: ClassVar[int] = 60
 
-    # --- blocks -----------------------------------------------------------------------------
+    # --- grid and identity ------------------------------------------------------------------
     @property
     def grid_keys(self) -> tuple[str, ...]:
-        """Config keys that define the grid (axis values and chunk sizes)."""
-        keys = [a.key for a in self.axes] + [a.per_block for a in self.axes if a.per_block]
-        return tuple(keys)
+        """Config keys that define the grid (the axes' keys)."""
+        return tuple(a.key for a in self.axes)
 
-    def blocks(self, section: Mapping[str, Any]) -> list[Block]:
-        """Every block the config section asks for, in a stable order."""
-        values = [a.block_values(section) for a in self.axes]
-        # each value formatted once (block_name per block costs ~30 us; sweeps have thousands)
-        texts = [[f"{a.name}~{format_value(v)}" for v in vals] for a, vals in zip(
-            self.axes, values, strict=True)]  # fmt: skip
-        out = []
-        for combo, parts in zip(product(*values), product(*texts), strict=True):
-            block = Block(self.name, {a.name: v for a, v in zip(self.axes, combo, strict=True)})
-            block.__dict__["name"] = "_".join(parts)  # the cached ``name``, same text
-            out.append(block)
-        return out
+    @property
+    def axis(self) -> dict[str, Axis]:
+        """The axes by name."""
+        return {a.name: a for a in self.axes}
 
-    def parse_block(self, name: str) -> Block:
-        """Parse a block name into typed parameters, checking keys, types and canonical form."""
-        raw = parse_block_name(name)
-        keys = [a.name for a in self.axes]
-        if list(raw) != keys:
-            raise ValueError(f"{self.name} block {name!r} must have keys {keys}, got {list(raw)}")
-        params = {a.name: a.parse(raw[a.name]) for a in self.axes}
-        block = Block(self.name, params)
-        if block.name != name:
-            raise ValueError(f"block name {name!r} is not canonical; expected {block.name!r}")
-        return block
-
-    def block_settings(self, section: Mapping[str, Any], block: Block) -> dict[str, Any]:
-        """Return what a block depends on besides its name: the section minus the grid keys."""
+    def settings(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """Return what every point depends on besides its parameters: the section minus axes."""
         return {k: v for k, v in section.items() if k not in self.grid_keys}
 
-    def block_section(self, block: Block, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Rebuild a config section asking for just ``block`` (inverse of :meth:`block_settings`).
+    def grid_size(self, section: Mapping[str, Any]) -> int:
+        """Return the number of points of the section's grid (from the axes' lengths alone)."""
+        return math.prod(a.size(section) for a in self.axes)
 
-        Used to validate a block run on its own exactly as a sweep's section is validated.
-        """
-        section = dict(settings)
-        for axis in self.axes:
-            section.update(axis.section_entries(block.params[axis.name], settings))
-        return section
-
-    # --- grid -------------------------------------------------------------------------------
     def inner_coords(
-        self, settings: Mapping[str, Any], block: Block | None = None
+        self, settings: Mapping[str, Any], points: Points | None = None
     ) -> dict[str, np.ndarray]:
-        """Coordinates of the non-block dimensions (e.g. checkpoint steps, time bins).
+        """Coordinates of the non-grid dimensions (e.g. checkpoint steps, time bins).
 
-        With ``block``, those of that block; without, those of the aggregate's grid (``settings``
-        is then the whole config section).
+        With ``points``, those of that batch; without, those of the aggregate's grid
+        (``settings`` is then the whole config section).
         """
         return {}
 
@@ -280,18 +276,25 @@ class Experiment:
         coords.update(self.inner_coords(section))
         return coords
 
-    def block_coords(self, block: Block) -> dict[str, list[Any]]:
-        """Coordinate values of the block dimensions covered by ``block``."""
-        return {a.dimension: a.dim_values(block.params[a.name]) for a in self.axes}
-
     # --- config -----------------------------------------------------------------------------
     def validate(self, section: Mapping[str, Any]) -> None:
-        """Check what the JSON schema cannot (raise ``ValueError`` naming key and value)."""
+        """Check what the JSON schema cannot (raise ``ValueError`` naming key and value).
+
+        The grid's size is computed from the axes' lengths first and refused above
+        :data:`MAX_GRID_POINTS`; values equal once canonical are refused, naming both.
+        """
+        size = self.grid_size(section)
+        if size > MAX_GRID_POINTS:
+            lengths = " x ".join(f"{a.key} {a.size(section)}" for a in self.axes)
+            raise ValueError(
+                f"{self.name}: the grid has {size:.4g} points ({lengths}); allowed: at most "
+                f"{MAX_GRID_POINTS:.0e} per experiment section"
+            )
         for axis in self.axes:
-            if axis.kind == "chunks":
+            if axis.kind == "count":
                 continue
             seen: dict[str, Any] = {}
-            for value in axis.block_values(section):
+            for value in section[axis.key]:
                 text = format_value(value)
                 if text in seen:
                     raise ValueError(
@@ -299,66 +302,92 @@ class Experiment:
                         f"same once canonicalised ({text})"
                     )
                 seen[text] = value
-        blocks = self.blocks(section)
-        for block in blocks:
-            if len(block.name) > MAX_BLOCK_NAME:
-                raise ValueError(
-                    f"{self.name} block name {block.name[:60]!r}... has {len(block.name)} "
-                    f"characters; allowed: at most {MAX_BLOCK_NAME} (it becomes a file name: "
-                    "shorten the longest name or value)"
-                )
-        self.check_memory(section, blocks)
+        self.check_memory(section)
 
-    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
-        """Estimated peak memory of one point of ``block``, in bytes, and how it was estimated.
+    def point_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, str]:  # fmt: skip
+        """Estimated peak memory of each point, in bytes, and how it was estimated.
 
-        The default, for experiments whose points are small, is ``(0, "")``; estimates are
-        fitted with ``tracemalloc`` (see ``bench/point_memory.py``).
+        ``columns`` holds the points' parameters (one array per axis). The default, for
+        experiments whose points are small, is zero; estimates are fitted with ``tracemalloc``
+        (see ``bench/point_memory.py``).
         """
-        return 0.0, ""
+        n = len(next(iter(columns.values())))
+        return np.zeros(n), ""
 
-    def check_memory(
-        self, section: Mapping[str, Any], blocks: Sequence[Block] | None = None
-    ) -> None:
+    def point_cost(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                   ) -> np.ndarray:  # fmt: skip
+        """Estimated compute time of each point, in seconds on one core (uncalibrated)."""
+        n = len(next(iter(columns.values())))
+        return np.ones(n)
+
+    def block_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                     ) -> float:  # fmt: skip
+        """Estimated peak bytes of a block holding these points: ``threads`` points at once."""
+        need, _ = self.point_memory(columns, settings)
+        return float(self.threads * need.max()) if len(need) else 0.0
+
+    def check_memory(self, section: Mapping[str, Any]) -> None:
         """Refuse a section with a point that cannot fit a block job's memory.
 
-        A block job has ``mem_mb`` MiB and runs up to ``threads`` points at once. ``blocks``:
-        the section's blocks, if the caller has them already.
+        A block job has ``mem_mb`` MiB and runs up to ``threads`` points at once. Only the
+        corners of the grid are evaluated (each estimate grows with every axis it depends on).
 
         Raises
         ------
         ValueError
-            Naming the block, the estimate (and its terms) and the limit.
+            Naming the point, the estimate (and its terms) and the limit.
 
         """
         limit = self.mem_mb * 2**20 / self.threads
-        for block in self.blocks(section) if blocks is None else blocks:
-            need, how = self.point_memory(block, self.block_settings(section, block))
-            if need > limit:
-                raise ValueError(
-                    f"{self.name} block {block.name}: a point needs about {need / 2**30:.3g} GiB "
-                    f"({how}); allowed: at most {limit / 2**30:.3g} GiB per point (mem_mb = "
-                    f"{self.mem_mb} MiB shared by {self.threads} threads). Use smaller values."
-                )
+        corners = {}
+        for a in self.axes:
+            c = a.coords(section)
+            corners[a.name] = a.column([c[0], c[-1]] if len(c) > 1 else [c[0]])
+        grids = np.meshgrid(*corners.values(), indexing="ij")
+        columns = {n: a.column(g.ravel()) for (n, a), g in
+                   zip(self.axis.items(), grids, strict=True)}  # fmt: skip
+        need, how = self.point_memory(columns, self.settings(section))
+        i = int(np.argmax(need))
+        if need[i] > limit:
+            where = " ".join(f"{k}={v[i]}" for k, v in columns.items())
+            raise ValueError(
+                f"{self.name} point {where}: a point needs about {need[i] / 2**30:.3g} GiB "
+                f"({how}); allowed: at most {limit / 2**30:.3g} GiB per point "
+                f"(mem_mb = {self.mem_mb} MiB shared by {self.threads} threads). Use smaller "
+                "values."
+            )
 
     # --- compute ----------------------------------------------------------------------------
     def compute_points(
-        self, block: Block, settings: Mapping[str, Any], client: Client
+        self, points: Points, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:
-        """Compute the block's points on ``client``; arrays per variable (see :meth:`label`)."""
+        """Compute ``points`` on ``client``: one array per variable, the point axis first."""
         raise NotImplementedError
 
-    def compute(self, block: Block, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
-        """Compute ``block`` on ``client`` and return its labelled dataset."""
+    def compute(self, points: Points, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
+        """Compute ``points`` on ``client`` and return the labelled block dataset.
+
+        ``compute_points`` may return ``point_wall_time`` (s per point); otherwise the batch's
+        wall time is shared equally by its points.
+        """
+        import time
+
         from ..datasets import label
 
-        return label(self, block, self.compute_points(block, settings, client), settings)
+        t0 = time.perf_counter()
+        data = dict(self.compute_points(points, settings, client))
+        wall = data.pop("point_wall_time", None)
+        if wall is None:
+            wall = np.full(len(points), (time.perf_counter() - t0) / len(points))
+        cost = self.point_cost(points.columns, settings)
+        return label(self, points, data, settings, wall=wall, cost=cost)
 
     def empty_points(
-        self, n: int, settings: Mapping[str, Any], block: Block | None = None
+        self, n: int, settings: Mapping[str, Any], points: Points | None = None
     ) -> dict[str, np.ndarray]:
         """Arrays of fill values for ``n`` points (the point axis first, then inner dims)."""
-        inner = self.inner_coords(settings, block)
+        inner = self.inner_coords(settings, points)
         out = {}
         for name, var in self.variables.items():
             shape = (n, *(len(inner[d]) for d in var.dims if d in inner))
@@ -372,7 +401,7 @@ class Experiment:
         data["error"][i] = f"{type(exc).__name__}: {exc}"
 
 
-def status_vars(point_dims: Sequence[str]) -> dict[str, Var]:
+def status_vars(point_dims: tuple[str, ...] | list[str]) -> dict[str, Var]:
     """Return the ``status`` and ``error`` variables every experiment has."""
     dims = tuple(point_dims)
     return {

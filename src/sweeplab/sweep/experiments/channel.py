@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ from distributed import Client
 from sweeplab import mcvd
 
 from ..canonical import point_seed
-from .base import Axis, Block, Experiment, FigureSpec, Var, status_vars
+from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = ["CHANNEL", "EXPERIMENT", "channel_geometry"]
 
@@ -127,7 +128,7 @@ def _variables() -> dict[str, Var]:
     v["slab_width"] = Var(DIMS, "um", "slab width W (second plane x = W); nan for a half-space")
     v["n_molecules"] = Var(DIMS, "1", "molecules simulated")
     v["molecule_steps"] = Var(DIMS, "1", "molecule-steps simulated (absorbed molecules stop)")
-    v["wall_time"] = Var(DIMS, "s", "simulation kernel wall time, summed over batches")
+    v["wall_time"] = Var(DIMS, "s", "simulation kernel wall time, summed over batches", timing=True)
     v.update(status_vars(DIMS))
     return v
 
@@ -243,20 +244,8 @@ class Channel(Experiment):
                         f"channel.dt = {dt} s"
                     )
 
-    def block_settings(self, section: Mapping[str, Any], block: Block) -> dict[str, Any]:
-        """Keep only the block's own geometry: editing another one leaves this block valid."""
-        settings = super().block_settings(section, block)
-        name = block.params["geometry"]
-        settings["geometry"] = {name: section["geometry"][name]}
-        return settings
-
-    @property
-    def grid_keys(self) -> tuple[str, ...]:
-        """The geometry mapping is a grid axis but also a setting (see :meth:`block_settings`)."""
-        return tuple(k for k in super().grid_keys if k != "geometry")
-
     def inner_coords(
-        self, settings: Mapping[str, Any], block: Block | None = None
+        self, settings: Mapping[str, Any], points: Points | None = None
     ) -> dict[str, np.ndarray]:
         """Bin ends ``time``, bin centres ``time_mid`` (s), symbol times ``Ts`` (s), ``tap``."""
         edges = self._edges(settings)
@@ -272,23 +261,47 @@ class Channel(Experiment):
         bw = settings["bin_width"]
         return bw * np.arange(round(settings["t_end"] / bw) + 1)
 
-    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
+    def point_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, str]:  # fmt: skip
         """Peak bytes of a point: per batch its seed, task and counts; one batch's molecules.
 
         Every batch's counts (``n_steps`` int64) are held until combined, with a Dask task and a
         seed sequence each (~4 kB); a batch holds ~128 B per molecule.
         """
-        n_steps = round(settings["t_end"] / block.params["dt"])
+        n_steps = np.round(settings["t_end"] / np.asarray(columns["dt"], dtype=float))
         n_batches = math.ceil(settings["n_molecules"] / settings["batch_size"])
         need = n_batches * (24.0 * n_steps + 4096.0) + 128.0 * settings["batch_size"]
-        need += 128.0 * n_steps
-        return need, f"{n_batches} batches of {n_steps} steps"
+        return need + 128.0 * n_steps, f"{n_batches} batches of t_end/dt steps"
+
+    def point_cost(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                   ) -> np.ndarray:  # fmt: skip
+        """Seconds per point: ~1 s of models, ~20 ns per molecule-step simulated (upper shape).
+
+        Absorbed molecules stop early; the planner scales this to the recorded wall times.
+        """
+        n_steps = settings["t_end"] / np.asarray(columns["dt"], dtype=float)
+        return 1.0 + 2e-8 * float(settings["n_molecules"]) * n_steps
 
     def compute_points(
-        self, block: Block, settings: Mapping[str, Any], client: Client
+        self, points: Points, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:
-        """Models and metrics in this process; one simulation, its batches the Dask tasks."""
-        p = block.params
+        """Each point in turn: models in this process, the simulation's batches as Dask tasks.
+
+        ``settings`` holds the geometries' entries (``geometry``) of the block's points.
+        """
+        n = len(points)
+        data = self.empty_points(n, settings, points)
+        data["point_wall_time"] = np.zeros(n)
+        for i in range(n):
+            t0 = time.perf_counter()
+            row = self._point(points.params(i), settings, client)
+            for key, value in row.items():
+                data[key][i] = value
+            data["point_wall_time"][i] = time.perf_counter() - t0
+        return data
+
+    def _point(self, p: Mapping[str, Any], settings: Mapping[str, Any], client: Client
+               ) -> dict[str, Any]:  # fmt: skip
         data = {k: v[0] for k, v in self.empty_points(1, settings).items()}
         try:
             g = channel_geometry(settings["geometry"][p["geometry"]], p["D"], settings["wall"])
@@ -299,12 +312,12 @@ class Channel(Experiment):
                 p["seed"], "channel", geometry=p["geometry"], D=p["D"], dt=p["dt"],
                 correction=p["correction"],
             )  # fmt: skip
-            result = self._simulate(block, g, settings, seed, client)
+            result = self._simulate(p, g, settings, seed, client)
             self._simulation(result, settings, seed, data)
         except Exception as exc:
-            logger.warning("block %s failed: %s", block.name, exc)
+            logger.warning("channel point %s failed: %s", p, exc)
             data["status"], data["error"] = np.int8(1), f"{type(exc).__name__}: {exc}"
-        return {k: np.asarray(v)[None] for k, v in data.items()}
+        return data
 
     @staticmethod
     def _models(g: mcvd.Geometry, settings: Mapping[str, Any], data: dict[str, Any]) -> None:
@@ -379,13 +392,12 @@ class Channel(Experiment):
 
     def _simulate(
         self,
-        block: Block,
+        p: Mapping[str, Any],
         g: mcvd.Geometry,
         settings: Mapping[str, Any],
         seed: np.random.SeedSequence,
         client: Client,
     ) -> mcvd.SimulationResult:
-        p = block.params
         plan = mcvd.plan_batches(int(settings["n_molecules"]), int(settings["batch_size"]), seed)
         futures = [
             client.submit(
@@ -404,7 +416,7 @@ class Channel(Experiment):
         results = []
         for i, f in enumerate(futures):
             results.append(f.result())
-            logger.info("block %s: batch %d/%d done", block.name, i + 1, len(futures))
+            logger.info("channel %s: batch %d/%d done", p["geometry"], i + 1, len(futures))
         return mcvd.combine(results)
 
 

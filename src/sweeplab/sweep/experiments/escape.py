@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -22,7 +23,7 @@ from distributed import Client
 from sweeplab import dmf
 
 from ..canonical import point_seed
-from .base import Axis, Block, Experiment, FigureSpec, Var, chunk_bounds, status_vars
+from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = [
     "ESCAPE",
@@ -72,15 +73,25 @@ def escape_minimizer(depth: int, width: int, seed: int) -> tuple[list[np.ndarray
 
 
 def escape_points(
-    depth: int, width: int, c: float, radius: float, seeds: Sequence[int],
+    depth: int, width: int, radius: float, runs: Sequence[tuple[int, float]],
     settings: Mapping[str, Any],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Run gradient descent for every seed of a block at once (``dmf.escape_batch``)."""
-    minimizers = [escape_minimizer(depth, width, s)[0] for s in seeds]
-    etas = [c * 2.0 / dmf.sharpness(ws) for ws in minimizers]
+    """Run gradient descent for every ``(seed, c)`` of one chain shape at once.
+
+    One ``dmf.escape_batch`` call: the minimizer of each seed (computed once) with every step
+    size ``c 2/lambda*`` asked for it.
+    """
+    minimizers: dict[int, list[np.ndarray]] = {}
+    lams: dict[int, float] = {}
+    for seed, _ in runs:
+        if seed not in minimizers:
+            minimizers[seed] = escape_minimizer(depth, width, seed)[0]
+            lams[seed] = dmf.sharpness(minimizers[seed])
+    ws_list = [minimizers[seed] for seed, _ in runs]
+    etas = [c * 2.0 / lams[seed] for seed, c in runs]
     max_steps = int(settings["max_steps"])
     results = dmf.escape_batch(
-        minimizers,
+        ws_list,
         etas,
         radius=radius,
         escape_radius=settings["escape_radius"],
@@ -90,7 +101,7 @@ def escape_points(
         track_sharpness=bool(settings.get("track_sharpness", False)),
     )
     out = []
-    for ws, r in zip(minimizers, results, strict=True):
+    for ws, r in zip(ws_list, results, strict=True):
         out.append(
             {
                 "outcome": dmf.OUTCOMES.index(r.outcome),
@@ -123,7 +134,8 @@ def stability_violations(ds: xr.Dataset, rtol: float = STABILITY_RTOL) -> list[s
     Parameters
     ----------
     ds : xarray.Dataset
-        An escape block or aggregate (``outcome``, ``final_sharpness``, ``two_over_eta``).
+        An escape block (dimension ``point``) or aggregate (``outcome``, ``final_sharpness``,
+        ``two_over_eta``).
     rtol : float
         Relative tolerance on ``2/η``.
 
@@ -139,8 +151,9 @@ def stability_violations(ds: xr.Dataset, rtol: float = STABILITY_RTOL) -> list[s
     limit = ds.two_over_eta * (1.0 + rtol)
     bad = escaped & ~(ds.final_sharpness <= limit)
     out = []
-    for idx in zip(*np.nonzero(bad.transpose(*DIMS).values), strict=True):
-        point = ds.isel(dict(zip(DIMS, idx, strict=True)))
+    dims = ("point",) if "point" in ds.dims else DIMS  # a block or an aggregate
+    for idx in zip(*np.nonzero(bad.transpose(*dims).values), strict=True):
+        point = ds.isel(dict(zip(dims, idx, strict=True)))
         where = " ".join(f"{d}={point[d].item():g}" for d in DIMS)
         out.append(
             f"{where}: final_sharpness = {float(point.final_sharpness):.12g} > 2/eta = "
@@ -149,11 +162,20 @@ def stability_violations(ds: xr.Dataset, rtol: float = STABILITY_RTOL) -> list[s
     return out
 
 
-def _task(p: Mapping[str, Any], seeds: list[int], settings: Mapping[str, Any]) -> Any:
+def _task(shape: Mapping[str, Any], runs: list[tuple[int, float]], settings: Mapping[str, Any]
+          ) -> tuple[Any, float]:  # fmt: skip
+    """One batched call; its exception is returned (recorded on every run of the batch)."""
+    t0 = time.perf_counter()
     try:
-        return escape_points(p["depth"], p["width"], p["c"], p["radius"], seeds, settings)
-    except Exception as exc:  # recorded on every seed of the batch
-        return exc
+        res: Any = escape_points(shape["depth"], shape["width"], shape["radius"], runs, settings)
+    except Exception as exc:
+        res = exc
+    return res, time.perf_counter() - t0
+
+
+def n_params(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Parameter count N = L width^2 of each point."""
+    return np.asarray(columns["depth"], dtype=float) * np.asarray(columns["width"], float) ** 2
 
 
 class Escape(Experiment):
@@ -166,10 +188,11 @@ class Escape(Experiment):
         Axis("width", "width", int, "1", "layer width (1 = all-scalar chain)"),
         Axis("c", "c", float, "1", "step-size factor c = eta lambda* / 2"),
         Axis("radius", "radius", float, "1", "initial distance r from the minimizer along v_1"),
-        Axis.seed_chunks(
+        Axis.seed_count(
             "seed value (the minimizer's generator derives from seed, depth and width)"
         ),
     )
+    batch_axes = ("depth", "width", "radius", "seed")
     point_dims: ClassVar[dict[str, tuple[str, str]]] = {
         "step": ("step", "gradient-descent checkpoint step"),
         "param": ("1", "index into the flattened weights vec(W_1), ..., vec(W_L)"),
@@ -260,50 +283,86 @@ class Escape(Experiment):
     threads, mem_mb, runtime = 2, 2000, 20
 
     def inner_coords(
-        self, settings: Mapping[str, Any], block: Block | None = None
+        self, settings: Mapping[str, Any], points: Points | None = None
     ) -> dict[str, np.ndarray]:
-        """Checkpoint steps, and the parameter index of ``w_star`` (grid: the largest chain)."""
-        if block is None:
+        """Checkpoint steps, and the parameter index of ``w_star`` (the largest chain)."""
+        if points is None:
             n = max(d * w * w for d in settings["depth"] for w in settings["width"])
         else:
-            n = block.params["depth"] * block.params["width"] ** 2
+            n = int(n_params(points.columns).max())
         return {
             "step": dmf.default_checkpoints(int(settings["max_steps"])),
             "param": np.arange(n, dtype=np.int64),
         }
 
-    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
-        """Peak bytes of a point: K of the width x width minimizer 4 width^4, Lanczos ~100 N.
+    def point_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, str]:  # fmt: skip
+        """Peak bytes of a run: K of the minimizer 4 width^4, Lanczos ~100 N, its results.
 
-        Fitted with tracemalloc (``bench/point_memory.py``: 3.0 width^4 floats).
+        Fitted with tracemalloc (``bench/point_memory.py``: 3.0 width^4 floats); the stored
+        trajectories (5 per checkpoint) and ``w_star`` are added.
         """
-        p = block.params
-        n = p["depth"] * p["width"] ** 2
-        need = 8.0 * (100.0 * n + 4.0 * p["width"] ** 4)
-        return need, f"N = {n} parameters, width = {p['width']}"
+        n = n_params(columns)
+        width = np.asarray(columns["width"], dtype=float)
+        stored = 5.0 * len(dmf.default_checkpoints(int(settings["max_steps"]))) + n
+        return 8.0 * (100.0 * n + 4.0 * width**4 + stored), "100 N + 4 width^4 floats + results"
+
+    def block_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                     ) -> float:  # fmt: skip
+        """Return the sum of its runs' memory: a batch holds every run at once."""
+        need, _ = self.point_memory(columns, settings)
+        return float(need.sum())
+
+    def point_cost(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                   ) -> np.ndarray:  # fmt: skip
+        """Seconds per run: ``max_steps`` GD steps of ~1 us per parameter, plus ~2 ms.
+
+        An upper shape (runs that converge or diverge stop early), scaled by the planner to the
+        wall times recorded in the blocks.
+        """
+        n = n_params(columns)
+        return 2e-3 + 1e-6 * float(settings["max_steps"]) * (1.0 + 0.1 * n)
 
     def compute_points(
-        self, block: Block, settings: Mapping[str, Any], client: Client
+        self, points: Points, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:
-        """Run the block's seeds as one vectorised Dask task (``dmf.escape_batch``)."""
-        lo, hi = chunk_bounds(block.params["seeds"])
-        seeds = list(range(lo, hi + 1))
-        fut = client.submit(_task, block.params, seeds, dict(settings), retries=RETRIES, pure=False)
-        res = fut.result()
-        data = self.empty_points(len(seeds), settings, block)
-        for i in range(len(seeds)):
-            if isinstance(res, BaseException):
-                self.record_failure(data, i, res)
-                continue
-            for key, value in res[i].items():
-                data[key][i] = value
+        """Batch runs of one chain shape and radius (``dmf.escape_batch``), a task per thread.
+
+        The planner orders a block's points by minimizer, so a task holds a few minimizers with
+        many step sizes each.
+        """
+        n = len(points)
+        data = self.empty_points(n, settings, points)
+        data["point_wall_time"] = np.full(n, np.nan)
+        threads = max(1, sum(client.nthreads().values()))
+        tasks = []
+        for shape, idx in points.groups(("depth", "width", "radius")):
+            for part in np.array_split(idx, min(threads, len(idx))):
+                runs = [(int(points.columns["seed"][i]), float(points.columns["c"][i]))
+                        for i in part]  # fmt: skip
+                fut = client.submit(_task, shape, runs, dict(settings), retries=RETRIES,
+                                    pure=False)  # fmt: skip
+                tasks.append((part, fut))
+        for part, fut in tasks:
+            res, wall = fut.result()
+            data["point_wall_time"][part] = wall / len(part)
+            for j, i in enumerate(part):
+                if isinstance(res, BaseException):
+                    self.record_failure(data, i, res)
+                    continue
+                for key, value in res[j].items():
+                    target = data[key][i]
+                    if key == "w_star" and np.ndim(value) and len(value) < target.shape[-1]:
+                        target[: len(value)] = value  # smaller chains are nan-padded
+                    else:
+                        data[key][i] = value
         return data
 
-    def compute(self, block: Block, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
-        """Compute ``block`` and check escaped runs against ``2/η`` (warnings, values kept)."""
-        ds = super().compute(block, settings, client)
+    def compute(self, points: Points, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
+        """Compute ``points`` and check escaped runs against ``2/η`` (warnings, values kept)."""
+        ds = super().compute(points, settings, client)
         for text in stability_violations(ds):
-            logger.warning("escape block %s: escaped run sharper than 2/eta: %s", block.name, text)
+            logger.warning("escape: escaped run sharper than 2/eta: %s", text)
         return ds
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from distributed import Client
 from sweeplab import dmf
 
 from ..canonical import point_seed
-from .base import Axis, Block, Experiment, FigureSpec, Var, chunk_bounds, status_vars
+from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = ["EXPERIMENT", "SHARPNESS", "sharpness_minimizer", "sharpness_point"]
 
@@ -81,15 +80,26 @@ def sharpness_point(
     }
 
 
-def _chunk(p: Mapping[str, Any], seeds: list[int], settings: Mapping[str, Any]) -> list[Any]:
-    """Points of one Dask task; a point that raises is returned as its exception."""
+def _chunk(rows: list[dict[str, Any]], settings: Mapping[str, Any]) -> list[Any]:
+    """Points of one Dask task: (values, wall s) each, or the exception a point raised."""
     out: list[Any] = []
-    for s in seeds:
+    for p in rows:
+        t0 = time.perf_counter()
         try:
-            out.append(sharpness_point(p["depth"], p["width"], p["dio"], p["family"], s, settings))
+            res = sharpness_point(p["depth"], p["width"], p["dio"], p["family"], p["seed"],
+                                  settings)  # fmt: skip
         except Exception as exc:
-            out.append(exc)
+            res = exc
+        out.append((res, time.perf_counter() - t0))
     return out
+
+
+def n_params(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Parameter count N of each point: d_io w + (L - 2) w^2 + w d_io."""
+    depth = np.asarray(columns["depth"], dtype=float)
+    width = np.asarray(columns["width"], dtype=float)
+    dio = np.asarray(columns["dio"], dtype=float)
+    return 2 * dio * width + (depth - 2) * width**2
 
 
 class Sharpness(Experiment):
@@ -102,8 +112,9 @@ class Sharpness(Experiment):
         Axis("width", "width", int, "1", "hidden width"),
         Axis("dio", "d_io", int, "1", "input and output dimension d_0 = d_L"),
         Axis("family", "family", str, "1", "minimizer family"),
-        Axis.seed_chunks("seed value (the point's generator derives from all its parameters)"),
+        Axis.seed_count("seed value (the point's generator derives from all its parameters)"),
     )
+    batch_axes = ("depth", "width", "dio", "family")
     variables: ClassVar[dict[str, Var]] = {
         "exact": _var("1", "exact sharpness lambda_max of the Hessian (Kronecker K)"),
         "closed_form": _var("1", "special-case closed form of the sharpness (nan where none)"),
@@ -113,9 +124,9 @@ class Sharpness(Experiment):
         "dense": _var("1", "sharpness of the dense Hessian (nan above dense_max_params)"),
         "rel_err_lanczos": _var("1", "relative difference |lanczos - exact| / exact"),
         "rel_err_dense": _var("1", "relative difference |dense - exact| / exact"),
-        "time_exact": _var("s", "wall time of the exact sharpness"),
-        "time_lanczos": _var("s", "wall time of the Lanczos sharpness"),
-        "time_dense": _var("s", "wall time of the dense-Hessian sharpness"),
+        "time_exact": Var(DIMS, "s", "wall time of the exact sharpness", timing=True),
+        "time_lanczos": Var(DIMS, "s", "wall time of the Lanczos sharpness", timing=True),
+        "time_dense": Var(DIMS, "s", "wall time of the dense-Hessian sharpness", timing=True),
         "n_params": _var("1", "number of parameters N"),
         **status_vars(DIMS),
     }
@@ -140,35 +151,47 @@ class Sharpness(Experiment):
                         "gauge minimizers need every hidden width >= rank of the target"
                     )
 
-    def point_memory(self, block: Block, settings: Mapping[str, Any]) -> tuple[float, str]:
-        """Peak bytes of a point: Lanczos ~100 N floats, K 4 d_io^4, dense Hessian 3 N^2.
+    def point_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, str]:  # fmt: skip
+        """Peak bytes of each point: Lanczos ~100 N floats, K 4 d_io^4, dense Hessian 3 N^2.
 
         Fitted with tracemalloc (``bench/point_memory.py``: 86 N, 3.0 d_io^4, 2.0 N^2 floats).
         """
-        p = block.params
-        dims = [p["dio"], *[p["width"]] * (p["depth"] - 1), p["dio"]]
-        n = sum(a * b for a, b in itertools.pairwise(dims))
-        dense = 3.0 * n * n if n <= settings["dense_max_params"] else 0.0
-        need = 8.0 * (100.0 * n + 4.0 * p["dio"] ** 4 + dense)
-        return need, f"N = {n} parameters, d_io = {p['dio']}" + (", dense Hessian" if dense else "")
+        n = n_params(columns)
+        dio = np.asarray(columns["dio"], dtype=float)
+        dense = np.where(n <= settings["dense_max_params"], 3.0 * n * n, 0.0)
+        return 8.0 * (100.0 * n + 4.0 * dio**4 + dense), "100 N + 4 d_io^4 (+ 3 N^2 dense) floats"
+
+    def point_cost(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                   ) -> np.ndarray:  # fmt: skip
+        """Seconds per point: ~5 ms, Lanczos ~1 us per parameter and layer, dense ~1e-10 N^3.
+
+        A rough shape, scaled by the planner to the wall times recorded in the blocks.
+        """
+        n = n_params(columns)
+        depth = np.asarray(columns["depth"], dtype=float)
+        dense = np.where(n <= settings["dense_max_params"], 1e-10 * n**3, 0.0)
+        return 5e-3 + 1e-6 * n * depth + dense
 
     def compute_points(
-        self, block: Block, settings: Mapping[str, Any], client: Client
+        self, points: Points, settings: Mapping[str, Any], client: Client
     ) -> dict[str, np.ndarray]:
-        """One Dask task per worker thread, each a slice of the block's seeds."""
-        lo, hi = chunk_bounds(block.params["seeds"])
-        seeds = list(range(lo, hi + 1))
-        # An adaptive cluster (dask-jobqueue) may have no worker yet: one task per seed lets it
-        # scale out.
-        n_tasks = min(sum(client.nthreads().values()) or len(seeds), len(seeds))
-        parts = [c.tolist() for c in np.array_split(seeds, n_tasks)]
+        """One Dask task per worker thread, each a contiguous slice of the block's points."""
+        n = len(points)
+        # An adaptive cluster (dask-jobqueue) may have no worker yet: then one task per point.
+        n_tasks = min(sum(client.nthreads().values()) or n, n)
+        rows = [points.params(i) for i in range(n)]
+        parts = [c.tolist() for c in np.array_split(np.arange(n), n_tasks)]
         futures = [
-            client.submit(_chunk, block.params, part, dict(settings), retries=RETRIES, pure=False)
+            client.submit(
+                _chunk, [rows[i] for i in part], dict(settings), retries=RETRIES, pure=False
+            )  # fmt: skip
             for part in parts
         ]
         results = [r for f in futures for r in f.result()]
-        data = self.empty_points(len(seeds), settings)
-        for i, res in enumerate(results):
+        data = self.empty_points(n, settings)
+        data["point_wall_time"] = np.array([w for _, w in results])
+        for i, (res, _) in enumerate(results):
             if isinstance(res, BaseException):
                 self.record_failure(data, i, res)
                 continue

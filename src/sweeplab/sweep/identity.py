@@ -1,0 +1,153 @@
+"""Point identity: content keys of points, the grid's points in order, block names.
+
+A point's key is the first 128 bits of a SHA-256 over::
+
+    experiment | version | canonical JSON of the settings | name~value; ... (axis order)
+
+where a mapping axis's value also carries its entry's canonical JSON (a geometry's content,
+not just its name). Numbers are canonical (:func:`~sweeplab.sweep.canonical.format_value`), so
+``1`` and ``1.0`` are the same point. The key does not depend on the grid, on the order of the
+config's lists, on the packing or on the git revision: the same point asked for by any config
+has the same key, and a point is computed once (``docs/architecture.md``).
+
+Keys are handled as raw 16-byte strings (numpy ``S16``) in bulk and as 32 hex characters in
+block files and messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .experiments.base import Experiment, Points, canonical_json
+
+__all__ = [
+    "KEY_BYTES",
+    "GridPoints",
+    "block_name",
+    "grid_points",
+    "hex_keys",
+    "point_keys",
+    "raw_keys",
+    "settings_text",
+]
+
+KEY_BYTES = 16
+
+
+def settings_text(exp: Experiment, settings: Mapping[str, Any]) -> str:
+    """Return the part of every key of ``exp`` shared by its points: name, version, settings."""
+    return f"{exp.name}|v{exp.version}|{canonical_json(dict(settings))}|"
+
+
+def _prefix(exp: Experiment, settings: Mapping[str, Any]) -> Any:
+    h = hashlib.sha256()
+    h.update(settings_text(exp, settings).encode())
+    return h
+
+
+def hex_keys(raw: np.ndarray) -> np.ndarray:
+    """Hex text (32 characters) of raw ``S16`` keys, as an object array."""
+    text = np.ascontiguousarray(raw, dtype=f"S{KEY_BYTES}").tobytes().hex()
+    w = 2 * KEY_BYTES
+    return np.array([text[i : i + w] for i in range(0, len(text), w)], dtype=object)
+
+
+def raw_keys(hexes: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Raw ``S16`` keys of hex keys (``ValueError`` for malformed text)."""
+    joined = "".join(str(h) for h in hexes)
+    if len(joined) != 2 * KEY_BYTES * len(hexes):
+        raise ValueError("point keys must be 32 hexadecimal characters each")
+    return np.frombuffer(bytes.fromhex(joined), dtype=f"S{KEY_BYTES}").copy()
+
+
+def point_keys(exp: Experiment, settings: Mapping[str, Any], section: Mapping[str, Any],
+               columns: Mapping[str, np.ndarray]) -> np.ndarray:  # fmt: skip
+    """Raw keys (``S16``) of arbitrary points given as columns (one array per axis).
+
+    ``section`` supplies the entries of mapping axes (e.g. ``{"geometry": {...}}``).
+    """
+    base = _prefix(exp, settings)
+    texts = [a.texts(a.column(columns[a.name]), section) for a in exp.axes]
+    out = bytearray()
+    for parts in zip(*texts, strict=True):
+        h = base.copy()
+        h.update("".join(parts).encode())
+        out += h.digest()[:KEY_BYTES]
+    return np.frombuffer(bytes(out), dtype=f"S{KEY_BYTES}").copy()
+
+
+@dataclass(frozen=True, eq=False)
+class GridPoints:
+    """Every point of a config section's grid, in C order over the axes' sorted coordinates.
+
+    Attributes
+    ----------
+    coords : dict of str to ndarray
+        Axis name -> sorted coordinate values.
+    keys : ndarray of S16
+        Raw keys, shape ``(n,)``; point ``i`` is at ``np.unravel_index(i, shape)``.
+
+    """
+
+    experiment: Experiment
+    coords: dict[str, np.ndarray]
+    keys: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the grid (one length per axis)."""
+        return tuple(len(c) for c in self.coords.values())
+
+    def columns(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameters of the grid points at flat indices ``flat``, one array per axis."""
+        idx = np.unravel_index(np.asarray(flat, dtype=np.int64), self.shape)
+        return {name: c[i] for (name, c), i in zip(self.coords.items(), idx, strict=True)}
+
+    def points(self, flat: np.ndarray) -> Points:
+        """Return the grid points at flat indices ``flat`` as a :class:`Points` batch."""
+        return Points(self.experiment.name, self.columns(flat), hex_keys(self.keys[flat]))
+
+
+def grid_points(exp: Experiment, section: Mapping[str, Any]) -> GridPoints:
+    """Enumerate the keys of every point of ``section``'s grid (about 1 us per point).
+
+    The hash of the shared prefix and of every leading combination of axis values is computed
+    once and copied, so a point costs one ``copy``/``update``/``digest``.
+    """
+    coords = {a.name: a.coords(section) for a in exp.axes}
+    texts = [[t.encode() for t in a.texts(coords[a.name], section)] for a in exp.axes]
+    out = bytearray()
+    last = texts[-1]
+
+    def walk(h: Any, depth: int) -> None:
+        if depth == len(texts) - 1:
+            for t in last:
+                g = h.copy()
+                g.update(t)
+                out.extend(g.digest()[:KEY_BYTES])
+            return
+        for t in texts[depth]:
+            g = h.copy()
+            g.update(t)
+            walk(g, depth + 1)
+
+    walk(_prefix(exp, exp.settings(section)), 0)
+    keys = np.frombuffer(bytes(out), dtype=f"S{KEY_BYTES}")
+    return GridPoints(exp, coords, keys)
+
+
+def block_name(keys: np.ndarray, salt: Sequence[str] = ()) -> str:
+    """Content name of a block: a hash of its points' raw keys (and of ``salt``).
+
+    ``salt`` names the blocks that already hold failed records of these points, so a retry of
+    the same points gets a new name.
+    """
+    h = hashlib.sha256(np.ascontiguousarray(keys, dtype=f"S{KEY_BYTES}").tobytes())
+    for s in sorted(salt):
+        h.update(b"|" + s.encode())
+    return "b" + h.hexdigest()[:24]
