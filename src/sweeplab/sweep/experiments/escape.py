@@ -280,7 +280,7 @@ class Escape(Experiment):
             "panel per depth and width, first radius.",
         ),
     )
-    threads, mem_mb, runtime = 2, 2000, 20
+    threads, mem_mb, runtime = 2, 2000, 30
 
     def inner_coords(
         self, settings: Mapping[str, Any], points: Points | None = None

@@ -138,7 +138,7 @@ class Sharpness(Experiment):
             "value 2L||M||^(2-2/L) (`exact`, `flattest`), averaged over seeds and d_io.",
         ),
     )
-    threads, mem_mb, runtime = 2, 4000, 10
+    threads, mem_mb, runtime = 2, 4000, 30
 
     def validate(self, section: Mapping[str, Any]) -> None:
         """Widths must reach the target's rank for the balanced and gauge families."""
@@ -185,7 +185,7 @@ class Sharpness(Experiment):
         futures = [
             client.submit(
                 _chunk, [rows[i] for i in part], dict(settings), retries=RETRIES, pure=False
-            )  # fmt: skip
+            )
             for part in parts
         ]
         results = [r for f in futures for r in f.result()]
