@@ -139,7 +139,7 @@ def test_packing_respects_the_memory_bound_and_isolates_costly_points(tmp_path):
 def test_plan_files_are_checked_against_their_block_name(tmp_path):
     p = plan("escape", section(), tmp_path / "blocks")
     (f,) = p.write_plan_files(tmp_path / "plans")
-    exp, points, settings, sec, salt = load_plan_file(f)
+    exp, points, _settings, _sec, _salt = load_plan_file(f)
     assert len(points) == 4 and exp is ESC
     content = json.loads(f.read_text())
     content["settings"]["max_steps"] = 100  # other settings: other keys, not this block
