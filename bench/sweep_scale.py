@@ -113,6 +113,140 @@ def bench_plan(args) -> None:
         print(f"{name:<10} {n:>9} {wall:>8.1f} {rss:>8.0f} {jobs:>7}")
 
 
+def snakemake_run(tmp: Path, config: dict, *args: str, check: bool = True):
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp),
+           "--configfile", str(cfg), *args]  # fmt: skip
+    return run(cmd, tmp, env_for(REPO), check=check)
+
+
+SHARP = {"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 0}
+
+
+def sharp_section(seeds: int) -> dict:
+    return {"depth": [3], "width": [4], "d_io": [2], "family": ["gaussian"], "seeds": seeds,
+            **SHARP}  # fmt: skip
+
+
+def bench_overhead(args) -> None:
+    """A whole Snakemake run (1 core, blocks of 1 thread) vs a plain loop, same points."""
+    from sweeplab.sweep.experiments.sharpness import sharpness_point
+
+    t0 = time.perf_counter()
+    for seed in range(args.points):
+        sharpness_point(3, 4, 2, "gaussian", seed, SHARP)
+    loop = time.perf_counter() - t0
+    cfg = config_for(sharp_section(args.points), "sharpness")
+    cfg["block_seconds"] = args.block_seconds
+    with tempfile.TemporaryDirectory(prefix="sweep-overhead-") as tmp:
+        # blocks and aggregate only (no figures)
+        target = "results/.aggregated/sharpness"
+        wall, _, _ = snakemake_run(Path(tmp), cfg, "--cores", "1", "--set-threads",
+                                   "sharpness_block=1", target, "--quiet")  # fmt: skip
+        n_blocks = len(list((Path(tmp) / "results/blocks/sharpness").glob("*.zarr.zip")))
+    print(f"{args.points} sharpness points of ~{1e3 * loop / args.points:.1f} ms")
+    print(f"plain loop      {loop:8.2f} s")
+    print(f"snakemake run   {wall:8.2f} s  ({n_blocks} blocks, block_seconds "
+          f"{args.block_seconds:g}, 1 core)")  # fmt: skip
+    print(f"overhead        {100 * (wall / loop - 1):8.1f} %")
+
+
+def _results_points(res: Path, experiment: str) -> int:
+    from sweeplab.sweep.ledger import Ledger
+
+    return len(Ledger.load(res / "blocks" / experiment, experiment, save=False).keys)
+
+
+def bench_insert(args) -> None:
+    """Insert a c value in the middle of the list: points computed and wall time."""
+    sec = escape_grid(2000, seeds=10)
+    sec["depth"], sec["width"] = [4, 6], [1, 2]
+    sec["c"] = [0.5, 0.9, 1.5, 2.0, 3.0]
+    with tempfile.TemporaryDirectory(prefix="sweep-insert-") as tmp:
+        t = Path(tmp)
+        full, _, _ = snakemake_run(t, config_for(sec), "--cores", "2",
+                                   "results/.aggregated/escape", "--quiet")  # fmt: skip
+        before = _results_points(t / "results", "escape")
+        sec["c"] = [0.5, 0.9, 1.2, 1.5, 2.0, 3.0]
+        wall, _, _ = snakemake_run(t, config_for(sec), "--cores", "2",
+                                   "results/.aggregated/escape", "--quiet")  # fmt: skip
+        after = _results_points(t / "results", "escape")
+    new = 4 * 10
+    print(f"first run: {before} points in {full:.1f} s; insert c = 1.2 in the middle: "
+          f"{after - before} points computed (new points: {new}) in {wall:.1f} s")  # fmt: skip
+
+
+def bench_merge(args) -> None:
+    """Two halves computed apart and merged vs one full run: aggregates equal, recomputed 0."""
+    import numpy as np
+
+    from sweeplab.sweep import open_dataset
+
+    sec = escape_grid(2000, seeds=10)
+    sec["depth"], sec["width"], sec["c"] = [4, 6], [1, 2], [0.5, 0.9, 1.2, 1.5]
+    halves = [dict(sec, c=[0.5, 0.9]), dict(sec, c=[1.2, 1.5])]
+    target = ["results/.aggregated/escape", "--quiet"]
+    with tempfile.TemporaryDirectory(prefix="sweep-merge-") as tmp:
+        t = Path(tmp)
+        for i, half in enumerate(halves):
+            (t / f"h{i}").mkdir()
+            snakemake_run(t / f"h{i}", config_for(half), "--cores", "2", *target)
+        (t / "full").mkdir()
+        full_wall, _, _ = snakemake_run(t / "full", config_for(sec), "--cores", "2", *target)
+        (t / "merged").mkdir()
+        sweeplab = str(BIN / "sweeplab")
+        t0 = time.perf_counter()
+        for i in range(2):
+            run([sweeplab, "merge", str(t / f"h{i}" / "results"), "--results",
+                 str(t / "merged" / "results")], t, env_for(REPO))  # fmt: skip
+        merge_wall = time.perf_counter() - t0
+        n0 = _results_points(t / "merged" / "results", "escape")
+        wall, _, _ = snakemake_run(t / "merged", config_for(sec), "--cores", "2", *target)
+        recomputed = _results_points(t / "merged" / "results", "escape") - n0
+        a = open_dataset(t / "full" / "results" / "escape.zarr").load()
+        b = open_dataset(t / "merged" / "results" / "escape.zarr").load()
+        same = all(
+            np.array_equal(a[v].values, b[v].values, equal_nan=a[v].dtype.kind == "f")
+            for v in a.data_vars
+        )
+    print(
+        f"full run {full_wall:.1f} s; merging two halves {merge_wall:.1f} s, then snakemake "
+        f"{wall:.1f} s: points recomputed {recomputed}, aggregates identical: {same}"
+    )
+
+
+def bench_paper(args) -> None:
+    """config/paper.yaml: block jobs and Slurm jobs planned, before (baseline tree) and now."""
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    rows = []
+    trees = [("this tree", REPO, cfg)]
+    if args.baseline:
+        old = yaml.safe_load((Path(args.baseline) / "config" / "paper.yaml").read_text())
+        trees.insert(0, ("baseline", Path(args.baseline).resolve(), old))
+    for name, tree, config in trees:
+        with tempfile.TemporaryDirectory(prefix="sweep-paper-") as tmp:
+            c = Path(tmp) / "config.yaml"
+            c.write_text(yaml.safe_dump(config))
+            cmd = [str(BIN / "snakemake"), "-s", str(tree / "Snakefile"), "-d", tmp,
+                   "--configfile", str(c), "-n", "--workflow-profile",
+                   str(tree / "profiles" / "slurm")]  # fmt: skip
+            _, _, proc = run(cmd, tmp, env_for(tree))
+            text = proc.stdout + proc.stderr
+            blocks = {e: sum(int(line.split()[1]) for line in text.splitlines()
+                             if line.split()[:1] == [f"{e}_block"] and len(line.split()) == 2)
+                      for e in ("sharpness", "escape", "channel")}  # fmt: skip
+            profile = yaml.safe_load((tree / "profiles/slurm/config.yaml").read_text())
+            per = {g.split("=")[0]: int(g.split("=")[1]) for g in profile["group-components"]}
+            slurm = {e: -(-n // per[f"{e}_blocks"]) for e, n in blocks.items()}
+            rows.append((name, blocks, slurm))
+    for name, blocks, slurm in rows:
+        print(
+            f"{name:<10} block jobs {blocks} (total {sum(blocks.values())}); Slurm jobs "
+            f"{slurm} (total {sum(slurm.values())})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -121,6 +255,15 @@ def main() -> None:
     p.add_argument("--baseline", help="checkout of the old layout (e.g. a worktree of 61276c7)")
     p.add_argument("--baseline-points", type=int, default=200_000)
     p.set_defaults(fn=bench_plan)
+    p = sub.add_parser("overhead")
+    p.add_argument("--points", type=int, default=3000)
+    p.add_argument("--block-seconds", type=float, default=60.0)
+    p.set_defaults(fn=bench_overhead)
+    sub.add_parser("insert").set_defaults(fn=bench_insert)
+    sub.add_parser("merge").set_defaults(fn=bench_merge)
+    p = sub.add_parser("paper")
+    p.add_argument("--baseline", help="checkout of the old layout (e.g. a worktree of 61276c7)")
+    p.set_defaults(fn=bench_paper)
     args = parser.parse_args()
     args.fn(args)
 
