@@ -247,6 +247,58 @@ def bench_paper(args) -> None:
         )
 
 
+def synthetic_blocks(results: Path, section: dict, per_block: int = 50_000) -> int:
+    """Write the whole grid of an escape section as blocks of fill values (real format, keys)."""
+    import json as _json
+
+    import numpy as np
+
+    from sweeplab.sweep.blockstore import write_block
+    from sweeplab.sweep.datasets import label
+    from sweeplab.sweep.experiments import get
+    from sweeplab.sweep.experiments.base import canonical_json
+    from sweeplab.sweep.identity import block_name, grid_points
+
+    exp = get("escape")
+    grid = grid_points(exp, section)
+    settings = exp.settings(section)
+    d = results / "blocks" / "escape"
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(grid.keys)
+    for lo in range(0, n, per_block):
+        rows = np.arange(lo, min(lo + per_block, n))
+        points = grid.points(rows)
+        data = exp.empty_points(len(rows), section, points)
+        ds = label(exp, points, data, section, wall=np.full(len(rows), 0.01),
+                   cost=exp.point_cost(points.columns, settings))  # fmt: skip
+        name = block_name(grid.keys[rows])
+        ds.attrs = {"experiment": "escape", "block": name, "version": exp.version,
+                    "settings": canonical_json(settings), "entries": "{}",
+                    "salt": _json.dumps([])}  # fmt: skip
+        write_block(ds, d / f"{name}.zarr.zip")
+    return n
+
+
+def bench_status(args) -> None:
+    """``sweeplab status`` with N points and their blocks on disk: cold (no ledger cache), warm."""
+    sec = escape_grid(args.points, seeds=100)
+    with tempfile.TemporaryDirectory(prefix="sweep-status-") as tmp:
+        t = Path(tmp)
+        t0 = time.perf_counter()
+        n = synthetic_blocks(t / "results", sec)
+        made = time.perf_counter() - t0
+        cfg = t / "config.yaml"
+        cfg.write_text(yaml.safe_dump(config_for(sec)))
+        cmd = [str(BIN / "sweeplab"), "status", "--configfile", str(cfg), "--results",
+               str(t / "results")]  # fmt: skip
+        (t / "results" / "blocks" / "escape" / ".ledger.npz").unlink(missing_ok=True)
+        cold, rss_cold, proc = run(cmd, t, env_for(REPO))
+        warm, rss_warm, _ = run(cmd, t, env_for(REPO))
+    print(f"{n} points in {n // 50_000 + (n % 50_000 > 0)} blocks (written in {made:.0f} s)")
+    print(f"status cold {cold:6.2f} s ({rss_cold:.0f} MB), warm {warm:6.2f} s ({rss_warm:.0f} MB)")
+    print(proc.stdout.strip()[-600:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -260,6 +312,9 @@ def main() -> None:
     p.add_argument("--block-seconds", type=float, default=60.0)
     p.set_defaults(fn=bench_overhead)
     sub.add_parser("insert").set_defaults(fn=bench_insert)
+    p = sub.add_parser("status")
+    p.add_argument("--points", type=int, default=1_000_000)
+    p.set_defaults(fn=bench_status)
     sub.add_parser("merge").set_defaults(fn=bench_merge)
     p = sub.add_parser("paper")
     p.add_argument("--baseline", help="checkout of the old layout (e.g. a worktree of 61276c7)")

@@ -344,3 +344,119 @@ def slurm_dask(
         returncode = subprocess.call(cmd, env=env)
     if returncode:
         raise SystemExit(returncode)
+
+
+def _size(nbytes: float) -> str:
+    """Return ``nbytes`` in MiB or GiB."""
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
+
+
+@main.command()
+@click.option("--configfile", default="config/config.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Workflow config, as given to snakemake --configfile.")  # fmt: skip
+@click.option("--results", default="results", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
+@click.option("--by", "by", metavar="AXIS[,AXIS]",
+              help="Also count the points grouped by these axes' values.")  # fmt: skip
+@click.option("--profile", type=click.Path(file_okay=False, path_type=Path),
+              help="Workflow profile whose Slurm jobs are counted.  [default: profiles/slurm "
+              "if it exists]")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per experiment.")
+@click.option("--failed", is_flag=True, help="List the failed points with their errors.")
+def status(configfile: Path, results: Path, by: str | None, profile: Path | None, as_json: bool,
+           failed: bool) -> None:  # fmt: skip
+    """Count the grid's points done, failed and pending, and the work left, per experiment.
+
+    Reads the config as Snakemake does and the block files under RESULTS/blocks as they are
+    (run it while a sweep runs: blocks count as they land). Estimates are the planner's:
+    calibrated single-core seconds of the pending points, packed into blocks; the Slurm jobs
+    are those of the profile's packing (its block_seconds) and group-components.
+    """
+    from sweeplab.sweep.status import UnknownAxisError, default_profile, sweep_status
+
+    axes = [a.strip() for a in by.split(",") if a.strip()] if by else []
+    if by is not None and not axes:
+        raise click.BadParameter("name one or more axes, e.g. --by depth,c", param_hint="--by")
+    if profile is None:
+        profile = default_profile(configfile)
+    elif not (profile / "config.yaml").is_file():
+        raise click.BadParameter(f"{profile} has no config.yaml", param_hint="--profile")
+    try:
+        found = sweep_status(configfile, results, by=axes, failed=failed, profile=profile)
+    except UnknownAxisError as exc:
+        raise click.BadParameter(str(exc), param_hint="--by") from None
+    except ValueError as exc:
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or results}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({s.experiment: s.to_dict() for s in found}, indent=2))
+        return
+    for s in found:
+        click.echo(f"{s.experiment}: {s.points} point(s): {s.done} done, {s.failed} failed, "
+                   f"{s.pending} pending")  # fmt: skip
+        if s.retry_failed:
+            click.echo(f"  retry_failed: true, so failed points count as pending "
+                       f"({s.failed_retried} of the pending ones failed before)")  # fmt: skip
+        elif s.failed:
+            click.echo("  failed points stay failed (set retry_failed: true to run them again)")
+        click.echo(
+            f"  to run: {s.blocks} block(s) of ~{s.block_seconds:g} s, {s.cpu_hours:.3g} "
+            f"CPU-hours (calibrated single-core estimates, calibration x{s.calibration:.3g}), "
+            f"peak memory per block {_size(s.peak_block_memory)}"
+        )
+        if s.slurm is not None:
+            click.echo(
+                f"  Slurm ({s.slurm.profile}, blocks of ~{s.slurm.block_seconds:g} s): "
+                f"{s.slurm.blocks} block(s) in {s.slurm.jobs} job(s) "
+                f"({s.slurm.group_components} block(s) per job)"
+            )
+        click.echo(f"  on disk: {s.block_files} block file(s); {s.outside} point(s) outside the "
+                   f"current grid ({s.outside_done} done, {s.outside_failed} failed)")  # fmt: skip
+        if axes and s.by is None:
+            click.echo(f"  (no --by table: {s.experiment} lacks one of {', '.join(axes)})")
+        elif s.by is not None:
+            head = [*s.by["axes"], "done", "failed", "pending"]
+            rows = [[*(str(v[i]) for v in s.by["values"]), str(s.by["done"][i]),
+                     str(s.by["failed"][i]), str(s.by["pending"][i])]
+                    for i in range(len(s.by["done"]))]  # fmt: skip
+            widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
+            for r in [head, *rows]:
+                click.echo("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+        if failed:
+            click.echo(f"  failed points: {len(s.failures)}")
+            for f in s.failures:
+                where = " ".join(f"{k}={v}" for k, v in f.params.items())
+                click.echo(f"    {where}: {f.error or '(no message)'} [{f.block}]")
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--results", default="results", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Verify and report; write nothing.")
+def merge(src: Path, results: Path, dry_run: bool) -> None:
+    """Bring in the blocks of SRC: a results or blocks directory, or a .tar/.tar.gz/.zip of one.
+
+    Every block is verified (content digest; every point key recomputed from its parameters
+    and settings) and must belong to the experiment directory it is under. Blocks whose points
+    are all here already are skipped; a point held here with different values is a conflict.
+    On any error nothing is written. Then `snakemake` aggregates the merged points without
+    computing them again.
+    """
+    from sweeplab.sweep.merge import merge_blocks
+
+    try:
+        reports = merge_blocks(src, results, dry_run=dry_run)
+    except ValueError as exc:
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or src}: {exc.strerror or exc}") from None
+    verb = "would merge" if dry_run else "merged"
+    for r in reports:
+        other = f", {len(r.other_version)} of another version" if r.other_version else ""
+        click.echo(f"{r.experiment}: {verb} {len(r.merged)} block(s) ({r.new_points} new "
+                   f"point(s)), skipped {len(r.skipped)} already present{other}")  # fmt: skip
+    if not reports:
+        click.echo(f"no blocks in {src}")

@@ -216,9 +216,16 @@ def _concurrently(coroutines: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
     return zarr_sync(gather())
 
 
+_OPENED: dict[int, tuple[zarr.Group, dict[str, zarr.Array]]] = {}
+
+
 def _arrays(group: zarr.Group) -> dict[str, zarr.Array]:
-    """Every array of ``group``, opened once (with consolidated metadata: no store reads)."""
-    return dict(group.arrays())
+    """Every array of ``group``, opened once per group object (listing members is slow)."""
+    hit = _OPENED.get(id(group))
+    if hit is None or hit[0] is not group:
+        _OPENED.clear()  # one aggregate at a time: keep only the current group's arrays
+        hit = _OPENED[id(group)] = (group, dict(group.arrays()))
+    return hit[1]
 
 
 class _Cell:
@@ -523,18 +530,23 @@ def _by_cell(layout: Layout, flat: np.ndarray, shape: tuple[int, ...]
     return out
 
 
-def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | None) -> int:
+def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | None,
+           fresh: bool = False) -> int:  # fmt: skip
     """Write the grid points of ``blocks`` into ``group``, cell by cell; return cells written.
 
     With ``store``, each touched chunk file is unlinked before it is written (copy-on-write of
-    a hard-linked store).
+    a hard-linked store). ``fresh``: ``group`` is new and empty, so a cell not written yet needs
+    no reading.
     """
     cells = 0
+    written: set[tuple[int, ...]] = set()
     for b in blocks:
         data, rows, flat = _block_points(state, int(b))
         for cell, (sel, idx) in _by_cell(state.layout, flat, state.grid.shape).items():
             buf = _Cell(state.layout, cell)
-            buf.load(group)
+            if not fresh or cell in written:
+                buf.load(group)
+            written.add(cell)
             try:
                 buf.put(rows[sel], idx, data)
             except (KeyError, IndexError, ValueError) as exc:
@@ -634,13 +646,14 @@ def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str,
     try:
         group = _create_store(tmp, layout, {**attrs, "experiment": state.exp.name})
         cells = 0
-        if old is not None and covered.any():
+        copied = old is not None and covered.any()
+        if copied:
             for cell in layout.cells():
                 buf = _Cell(layout, cell)
                 buf.copy_from(old, old_index)
                 buf.write(group)
                 cells += 1
-        cells += _patch(state, group, dirty, None)
+        cells += _patch(state, group, dirty, None, fresh=not copied)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp, zarr_format=3)

@@ -95,7 +95,15 @@ class Axis:
         return np.asarray(values, dtype=np.int64 if self.type is int else np.float64)
 
     def texts(self, values: np.ndarray, section: Mapping[str, Any]) -> list[str]:
-        """Identity text of each value: ``name~value;`` (mapping axes add the entry's content)."""
+        """Identity text of each value: ``name~value;`` (mapping axes add the entry's content).
+
+        Each distinct value is formatted once.
+        """
+        if len(values) > 64:
+            uniq, inverse = np.unique(values, return_inverse=True)
+            if len(uniq) < len(values):
+                texts = self.texts(uniq, section)
+                return [texts[i] for i in inverse.ravel().tolist()]
         if self.kind == "mapping":
             entries = section[self.key]
             return [
