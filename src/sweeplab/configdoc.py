@@ -39,10 +39,13 @@ The workflow reads its configuration from `config/config.yaml` (relative to the 
 directory, so `snakemake --directory .test` reads `.test/config/config.yaml`). It says which
 experiments to run, the grid and numerical settings of each, and where the Dask work of a job
 runs. Every key marked *grid axis* below is a dimension of the experiment's dataset
-`results/<experiment>.zarr`, and its values (for `seeds`: chunks of `seeds_per_block` seeds) are
-in the block names: adding values runs only the new blocks. The other keys of a section are
-settings every block of the experiment depends on: changing one re-runs that experiment's
-blocks (see "Extending a grid" in the top-level README).
+`results/<experiment>.zarr` (`seeds`: the values 0 … seeds−1); every combination of their values
+is a point, identified by a hash of its parameters and of the section's other keys, the
+settings every point depends on. Adding values anywhere runs only the new points; changing a
+setting computes the points anew, and switching it back recomputes nothing (see "Extending a
+grid" in the top-level README). The top-level `block_seconds`, `block_mem_mb` and
+`retry_failed` say how pending points are packed into blocks (Snakemake jobs) and whether
+failed points are computed again; they are part of no point's identity.
 
 - `config/config.yaml`: the default sweep, small grids of all three experiments (minutes on
   2 cores).
@@ -65,7 +68,6 @@ escape:
   c: [0.5, 0.99, 1.01, 1.5]
   radius: [1.0e-9]
   seeds: 4
-  seeds_per_block: 4
   escape_radius: 1.0e-3
   max_steps: 20000
   loss_tol: 1.0e-20
