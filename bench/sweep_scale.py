@@ -37,14 +37,14 @@ BIN = Path(sys.executable).parent
 
 def run(cmd, cwd, env=None, check=True):
     """Run ``cmd``; return (wall seconds, peak RSS in MB of the child, CompletedProcess)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    out = proc.stdout.read()
-    err = proc.stderr.read()
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # files, not pipes: no full-pipe deadlock
+        wall = time.perf_counter() - t0
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
     code = os.waitstatus_to_exitcode(status)
     if check and code != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({code}):\n{err[-3000:]}")
@@ -228,15 +228,17 @@ def bench_paper(args) -> None:
         with tempfile.TemporaryDirectory(prefix="sweep-paper-") as tmp:
             c = Path(tmp) / "config.yaml"
             c.write_text(yaml.safe_dump(config))
+            # a dry run with the local executor (the Slurm plugin needs a Slurm controller),
+            # and the profile's block_seconds where it sets one
+            profile = yaml.safe_load((tree / "profiles/slurm/config.yaml").read_text())
+            extra = ["--config", *profile["config"]] if "config" in profile else []
             cmd = [str(BIN / "snakemake"), "-s", str(tree / "Snakefile"), "-d", tmp,
-                   "--configfile", str(c), "-n", "--workflow-profile",
-                   str(tree / "profiles" / "slurm")]  # fmt: skip
+                   "--configfile", str(c), "-n", "--cores", "2", *extra]  # fmt: skip
             _, _, proc = run(cmd, tmp, env_for(tree))
             text = proc.stdout + proc.stderr
             blocks = {e: sum(int(line.split()[1]) for line in text.splitlines()
                              if line.split()[:1] == [f"{e}_block"] and len(line.split()) == 2)
                       for e in ("sharpness", "escape", "channel")}  # fmt: skip
-            profile = yaml.safe_load((tree / "profiles/slurm/config.yaml").read_text())
             per = {g.split("=")[0]: int(g.split("=")[1]) for g in profile["group-components"]}
             slurm = {e: -(-n // per[f"{e}_blocks"]) for e, n in blocks.items()}
             rows.append((name, blocks, slurm))

@@ -346,11 +346,6 @@ def slurm_dask(
         raise SystemExit(returncode)
 
 
-def _size(nbytes: float) -> str:
-    """Return ``nbytes`` in MiB or GiB."""
-    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
-
-
 @main.command()
 @click.option("--configfile", default="config/config.yaml", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path),
@@ -374,6 +369,9 @@ def status(configfile: Path, results: Path, by: str | None, profile: Path | None
     are those of the profile's packing (its block_seconds) and group-components.
     """
     from sweeplab.sweep.status import UnknownAxisError, default_profile, sweep_status
+
+    def size(nbytes: float) -> str:
+        return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
 
     axes = [a.strip() for a in by.split(",") if a.strip()] if by else []
     if by is not None and not axes:
@@ -404,7 +402,7 @@ def status(configfile: Path, results: Path, by: str | None, profile: Path | None
         click.echo(
             f"  to run: {s.blocks} block(s) of ~{s.block_seconds:g} s, {s.cpu_hours:.3g} "
             f"CPU-hours (calibrated single-core estimates, calibration x{s.calibration:.3g}), "
-            f"peak memory per block {_size(s.peak_block_memory)}"
+            f"peak memory per block {size(s.peak_block_memory)}"
         )
         if s.slurm is not None:
             click.echo(
@@ -456,6 +454,8 @@ def merge(src: Path, results: Path, dry_run: bool) -> None:
     verb = "would merge" if dry_run else "merged"
     for r in reports:
         other = f", {len(r.other_version)} of another version" if r.other_version else ""
+        if r.replaced:
+            other += f"; {len(r.replaced)} merged block(s) replace a local copy with fewer results"
         click.echo(f"{r.experiment}: {verb} {len(r.merged)} block(s) ({r.new_points} new "
                    f"point(s)), skipped {len(r.skipped)} already present{other}")  # fmt: skip
     if not reports:
