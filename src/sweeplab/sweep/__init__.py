@@ -4,38 +4,45 @@ The only layer that knows how a grid point becomes a task and a result becomes a
 Experiments are declared in :mod:`sweeplab.sweep.experiments` (the registry); points are
 identified by content keys (:mod:`.identity`), indexed by the ledger (:mod:`.ledger`) and packed
 into blocks by the planner (:mod:`.planner`).
+
+The names below are imported on first use, so ``sweeplab status`` (planning and the ledger)
+loads neither Dask nor xarray nor zarr.
 """
 
-from .aggregate import aggregate
-from .blockstore import CorruptBlockError, open_block, read_block, write_block
-from .canonical import format_value, point_seed
-from .experiments import EXPERIMENTS, REGISTRY, Points, validate_config
-from .export import export_dataset
-from .identity import grid_points
-from .ledger import Ledger
-from .planner import plan
-from .runner import compute_points, run_plan
-from .store import open_dataset, provenance, write_atomic
+from __future__ import annotations
 
-__all__ = [
-    "EXPERIMENTS",
-    "REGISTRY",
-    "CorruptBlockError",
-    "Ledger",
-    "Points",
-    "aggregate",
-    "compute_points",
-    "export_dataset",
-    "format_value",
-    "grid_points",
-    "open_block",
-    "open_dataset",
-    "plan",
-    "point_seed",
-    "provenance",
-    "read_block",
-    "run_plan",
-    "validate_config",
-    "write_atomic",
-    "write_block",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "aggregate": "aggregate",
+    "CorruptBlockError": "blockstore",
+    "open_block": "blockstore",
+    "read_block": "blockstore",
+    "write_block": "blockstore",
+    "format_value": "canonical",
+    "point_seed": "canonical",
+    "EXPERIMENTS": "experiments",
+    "REGISTRY": "experiments",
+    "Points": "experiments",
+    "validate_config": "experiments",
+    "export_dataset": "export",
+    "grid_points": "identity",
+    "Ledger": "ledger",
+    "plan": "planner",
+    "compute_points": "runner",
+    "run_plan": "runner",
+    "open_dataset": "store",
+    "provenance": "store",
+    "write_atomic": "store",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

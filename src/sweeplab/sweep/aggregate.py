@@ -58,6 +58,8 @@ __all__ = [
     "ConflictError",
     "MissingPointsError",
     "aggregate",
+    "compare_records",
+    "verify_keys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -382,7 +384,7 @@ def aggregate(
     out = Path(out)
     t0 = time.perf_counter()
     ledger = Ledger.load(blocks_dir, experiment)
-    grid = grid_points(exp, section)
+    grid = grid_points(exp, section, cache_dir=blocks_dir)
     if not len(grid.keys):
         raise ValueError(f"{experiment}: the config asks for no points")
     record, status, n_ok = ledger.lookup(grid.keys)
@@ -435,7 +437,7 @@ def aggregate(
     return report
 
 
-def _compare(exp: Experiment, a: BlockData, ra: int, b: BlockData, rb: int) -> str | None:
+def compare_records(exp: Experiment, a: BlockData, ra: int, b: BlockData, rb: int) -> str | None:
     """Name of the first variable whose values differ between two records (None if equal)."""
     for name, var in exp.variables.items():
         if var.timing:
@@ -479,7 +481,7 @@ def _check_conflicts(state: _State, n_ok: np.ndarray, clean: np.ndarray) -> None
         a, ra = row_of(first)
         for other in records[1:]:
             b, rb = row_of(other)
-            name = _compare(state.exp, a, ra, b, rb)
+            name = compare_records(state.exp, a, ra, b, rb)
             if name is not None:
                 key = hex_keys(led.keys[first : first + 1])[0]
                 raise ConflictError(
@@ -495,14 +497,14 @@ def _block_points(state: _State, b: int) -> tuple[BlockData, np.ndarray, np.ndar
     led = state.ledger
     path = led.path(b)
     data = read_block(path, state.exp.name)
-    _verify_keys(state.exp, data, path)
+    verify_keys(state.exp, data, path)
     flat = state.flat_of(raw_keys(data.arrays["key"]))
     rows = np.flatnonzero(flat >= 0)
     rows = rows[state.holder[flat[rows]] == b]  # superseded records stay out
     return data, rows, flat[rows]
 
 
-def _verify_keys(exp: Experiment, data: BlockData, path: Path) -> None:
+def verify_keys(exp: Experiment, data: BlockData, path: Path) -> None:
     """Check that the stored keys are those of the stored parameters and settings."""
     try:
         settings = json.loads(data.attrs["settings"])

@@ -23,15 +23,15 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numcodecs
 import numpy as np
-import xarray as xr
-import zarr
-from zarr.storage import MemoryStore, ZipStore
 
 from .store import remove_stale_temporaries, temporary_name
+
+if TYPE_CHECKING:  # xarray and zarr are imported where blocks are written or opened
+    import xarray as xr
 
 __all__ = [
     "BLOCK_SUFFIX",
@@ -105,6 +105,8 @@ def write_block(ds: xr.Dataset, path: str | os.PathLike[str]) -> str:
     Every array is one chunk and every chunk is written (no implicit fill-value chunks), so a
     missing member always means damage.
     """
+    from zarr.storage import MemoryStore
+
     target = Path(path)
     if not target.name.endswith(BLOCK_SUFFIX):
         raise ValueError(f"block path {target} must end in {BLOCK_SUFFIX}")
@@ -246,6 +248,13 @@ def read_block(path: str | os.PathLike[str], experiment: str, name: str | None =
     p = Path(path)
     expected = name if name is not None else p.name.removesuffix(BLOCK_SUFFIX)
     attrs, arrays, dims, left = _open_members(p, experiment, expected, None)
+    try:  # every member's CRC, the metadata documents included
+        with zipfile.ZipFile(p) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CorruptBlockError(p, f"{type(exc).__name__}: {exc}") from None
+    if bad is not None:
+        raise CorruptBlockError(p, f"member {bad!r} fails its CRC check")
     if left:
         arrays.update(_read_with_zarr(p, left))
     want = attrs.get("sweeplab_digest")
@@ -277,6 +286,9 @@ def read_point_table(path: str | os.PathLike[str], experiment: str) -> BlockData
 
 
 def _read_with_zarr(path: Path, names: set[str]) -> dict[str, np.ndarray]:
+    import zarr
+    from zarr.storage import ZipStore
+
     store = ZipStore(path, mode="r")
     try:
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
@@ -289,6 +301,9 @@ def _read_with_zarr(path: Path, names: set[str]) -> dict[str, np.ndarray]:
 
 def open_block(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open a block store with xarray (loaded into memory; the file is closed)."""
+    import xarray as xr
+    from zarr.storage import ZipStore
+
     store = ZipStore(Path(path), mode="r")
     try:
         with warnings.catch_warnings():

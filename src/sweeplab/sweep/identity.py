@@ -17,8 +17,10 @@ block files and messages.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,14 +115,59 @@ class GridPoints:
         return Points(self.experiment.name, self.columns(flat), hex_keys(self.keys[flat]))
 
 
-def grid_points(exp: Experiment, section: Mapping[str, Any]) -> GridPoints:
+GRID_CACHE = ".grid.npz"
+
+
+def grid_points(exp: Experiment, section: Mapping[str, Any],
+                cache_dir: str | os.PathLike[str] | None = None) -> GridPoints:  # fmt: skip
     """Enumerate the keys of every point of ``section``'s grid (about 1 us per point).
 
     The hash of the shared prefix and of every leading combination of axis values is computed
-    once and copied, so a point costs one ``copy``/``update``/``digest``.
+    once and copied, so a point costs one ``copy``/``update``/``digest``. With ``cache_dir``,
+    the keys of the last grid enumerated there are kept in ``<cache_dir>/.grid.npz`` (16 bytes
+    a point) and reused while the grid's definition (version, settings, axis values) is the
+    same.
     """
     coords = {a.name: a.coords(section) for a in exp.axes}
     texts = [[t.encode() for t in a.texts(coords[a.name], section)] for a in exp.axes]
+    h = _prefix(exp, exp.settings(section))
+    for t in texts:
+        h.update(b"|" + str(len(t)).encode() + b":" + b"".join(t))
+    definition = h.hexdigest()
+    cache = Path(cache_dir) / GRID_CACHE if cache_dir is not None else None
+    if cache is not None:
+        keys = _read_grid_cache(cache, definition)
+        if keys is not None:
+            return GridPoints(exp, coords, keys)
+    keys = _enumerate(exp, section, texts)
+    if cache is not None:
+        _write_grid_cache(cache, definition, keys)
+    return GridPoints(exp, coords, keys)
+
+
+def _read_grid_cache(path: Path, definition: str) -> np.ndarray | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["definition"]) != definition:
+                return None
+            return z["keys"].astype(f"S{KEY_BYTES}")
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def _write_grid_cache(path: Path, definition: str, keys: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, definition=definition, keys=keys)
+        os.replace(tmp, path)
+    except OSError:  # read-only results: enumerate again next time
+        tmp.unlink(missing_ok=True)
+
+
+def _enumerate(exp: Experiment, section: Mapping[str, Any], texts: list[list[bytes]]
+               ) -> np.ndarray:  # fmt: skip
     out = bytearray()
     last = texts[-1]
 
@@ -137,8 +184,7 @@ def grid_points(exp: Experiment, section: Mapping[str, Any]) -> GridPoints:
             walk(g, depth + 1)
 
     walk(_prefix(exp, exp.settings(section)), 0)
-    keys = np.frombuffer(bytes(out), dtype=f"S{KEY_BYTES}")
-    return GridPoints(exp, coords, keys)
+    return np.frombuffer(bytes(out), dtype=f"S{KEY_BYTES}")
 
 
 def block_name(keys: np.ndarray, salt: Sequence[str] = ()) -> str:

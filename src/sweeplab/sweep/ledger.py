@@ -195,7 +195,9 @@ class Ledger:
         if not len(uk):
             n = len(keys)
             return np.full(n, -1), np.full(n, -1, np.int8), np.zeros(n, np.int64)
-        pos = np.searchsorted(uk, keys)
+        order = np.argsort(keys)  # sorted needles: searchsorted walks the haystack once
+        pos = np.empty(len(keys), dtype=np.int64)
+        pos[order] = np.searchsorted(uk, keys[order])
         pos = np.minimum(pos, len(uk) - 1)
         found = uk[pos] == keys
         record = np.where(found, rec[pos], -1)

@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .aggregate import _compare, _verify_keys
+from .aggregate import compare_records, verify_keys
 from .blockstore import BLOCK_SUFFIX, BlockData, CorruptBlockError, read_block
 from .experiments import REGISTRY, Experiment, get
 from .identity import KEY_BYTES, raw_keys
@@ -239,7 +239,7 @@ def _verify(exp: Experiment, path: Path) -> _Source | None:
             logger.warning("%s: computed by %s version %s, this is version %s: not merged",
                            path, exp.name, version, exp.version)  # fmt: skip
             return None
-        _verify_keys(exp, data, path)
+        verify_keys(exp, data, path)
     except CorruptBlockError as exc:
         raise MergeError(f"block {path} is damaged ({_reason(exc)}); nothing merged") from None
     return _Source(path, path.name.removesuffix(BLOCK_SUFFIX), data, raw_keys(data.arrays["key"]),
@@ -303,7 +303,7 @@ def _plan_experiment(
         for i in np.flatnonzero(ok & (status == 0)):
             b = int(ledger.block[record[i]])
             here, rows = blocks.get(ledger.path(b))
-            name = _compare(exp, src.data, int(i), here, rows[kb[i]])
+            name = compare_records(exp, src.data, int(i), here, rows[kb[i]])
             if name is not None:
                 raise MergeError(
                     f"{exp.name}: blocks {path} and {ledger.path(b)} hold point "
@@ -316,7 +316,7 @@ def _plan_experiment(
             if first[0] == path:
                 continue
             there, _ = blocks.get(first[0])
-            name = _compare(exp, src.data, int(i), there, first[1])
+            name = compare_records(exp, src.data, int(i), there, first[1])
             if name is not None:
                 raise MergeError(
                     f"{exp.name}: source blocks {path} and {first[0]} hold point "
@@ -360,7 +360,7 @@ def _check_replacement(exp: Experiment, src: _Source, target: Path, ledger: Ledg
                 f"{exp.name}: {src.path} and {target} are different files of one block, each "
                 "holding successful points the other lacks; remove one of them; nothing merged"
             )
-        var = _compare(exp, src.data, i, mine, j)
+        var = compare_records(exp, src.data, i, mine, j)
         if var is not None:
             raise MergeError(
                 f"{exp.name}: blocks {src.path} and {target} hold point "

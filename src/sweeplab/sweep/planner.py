@@ -39,6 +39,7 @@ __all__ = [
     "Plan",
     "PlannedBlock",
     "load_plan_file",
+    "pack",
     "plan",
 ]
 
@@ -255,7 +256,7 @@ def plan(
     """
     exp = get(experiment)
     led = ledger if ledger is not None else Ledger.load(blocks_dir, experiment)
-    grid = grid_points(exp, section)
+    grid = grid_points(exp, section, cache_dir=blocks_dir)
     record, status, n_ok = led.lookup(grid.keys)
     state = np.where(status == 0, DONE, np.where(status == 1, FAILED, PENDING)).astype(np.int8)
     if retry_failed:
@@ -264,11 +265,15 @@ def plan(
     pending = np.flatnonzero(state == PENDING)
     if len(pending):
         mem = (block_mem_mb if block_mem_mb is not None else exp.mem_mb) * 2.0**20
-        p.blocks = _pack(p, pending, float(block_seconds), mem)
+        p.blocks = pack(p, pending, float(block_seconds), mem)
     return p
 
 
-def _pack(p: Plan, pending: np.ndarray, target: float, mem_bound: float) -> list[PlannedBlock]:
+def pack(p: Plan, pending: np.ndarray, target: float, mem_bound: float) -> list[PlannedBlock]:
+    """Pack the grid points ``pending`` (flat indices) of ``p`` into blocks.
+
+    ``target``: estimated seconds per block (calibrated costs); ``mem_bound``: bytes per block.
+    """
     exp, grid = p.experiment, p.grid
     idx = np.unravel_index(pending, grid.shape)
     names = list(grid.coords)

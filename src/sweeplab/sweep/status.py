@@ -32,7 +32,7 @@ from .blockstore import read_block
 from .experiments import Experiment, get, validate_config
 from .identity import KEY_BYTES, hex_keys, raw_keys
 from .ledger import Ledger
-from .planner import DEFAULT_BLOCK_SECONDS, DONE, FAILED, PENDING, Plan, _pack, plan
+from .planner import DEFAULT_BLOCK_SECONDS, DONE, FAILED, PENDING, Plan, pack, plan
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -334,7 +334,7 @@ def _slurm(exp: Experiment, p: Plan, profile: Path, config: Mapping[str, Any],
     if seconds != block_seconds or mem != config.get("block_mem_mb"):
         pending = np.flatnonzero(p.state == PENDING)  # the same points, packed as the profile says
         bound = (mem if mem is not None else exp.mem_mb) * 2.0**20
-        n_blocks = len(_pack(p, pending, seconds, bound)) if len(pending) else 0
+        n_blocks = len(pack(p, pending, seconds, bound)) if len(pending) else 0
     per_job = max(1, int(groups.get(f"{exp.name}_blocks", 1)))
     return SlurmEstimate(str(profile), seconds, n_blocks, per_job, -(-n_blocks // per_job))
 

@@ -14,11 +14,12 @@ import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import xarray as xr
+from typing import TYPE_CHECKING, Any
 
 import sweeplab
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "open_dataset",
@@ -157,6 +158,8 @@ def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
 
 def open_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open a sweeplab zarr store (lazily) with xarray."""
+    import xarray as xr
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         return xr.open_zarr(path, consolidated=True)

@@ -16,13 +16,15 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import xarray as xr
-from distributed import Client
 
 from ..canonical import format_value
+
+if TYPE_CHECKING:  # imported lazily: status and planning need neither
+    import xarray as xr
+    from distributed import Client
 
 __all__ = [
     "MAX_GRID_POINTS",

@@ -16,14 +16,17 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from distributed import Client
 
 from sweeplab import mcvd
 
 from ..canonical import point_seed
+
+if TYPE_CHECKING:
+    from distributed import Client
+
 from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = ["CHANNEL", "EXPERIMENT", "channel_geometry"]

@@ -14,15 +14,18 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import xarray as xr
-from distributed import Client
 
 from sweeplab import dmf
 
 from ..canonical import point_seed
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
+
 from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = [

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from distributed import Client
 
 from sweeplab import dmf
 
 from ..canonical import point_seed
+
+if TYPE_CHECKING:
+    from distributed import Client
+
 from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = ["EXPERIMENT", "SHARPNESS", "sharpness_minimizer", "sharpness_point"]
