@@ -83,6 +83,22 @@ def env_for(tree: Path) -> dict:
     return {**os.environ, "PATH": path, "PYTHONPATH": str(tree / "src")}
 
 
+def job_stats(text: str) -> dict[str, int]:
+    """The first 'Job stats' table of a dry run (it is printed twice) as {rule: count}."""
+    jobs: dict[str, int] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith("Job stats:"):
+            break
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
 def plan_time(tree: Path, config: dict) -> tuple[float, float, int]:
     """``snakemake -n`` on ``config`` with the Snakefile of ``tree``: (s, MB, jobs)."""
     with tempfile.TemporaryDirectory(prefix="sweep-scale-") as tmp:
@@ -91,11 +107,7 @@ def plan_time(tree: Path, config: dict) -> tuple[float, float, int]:
         cmd = [str(BIN / "snakemake"), "-s", str(tree / "Snakefile"), "-d", tmp,
                "--configfile", str(cfg), "-n", "--cores", "2", "--quiet", "rules"]  # fmt: skip
         wall, rss, proc = run(cmd, tmp, env_for(tree))
-        jobs = 0
-        for line in (proc.stdout + proc.stderr).splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == "total" and parts[1].isdigit():
-                jobs = int(parts[1])
+        jobs = sum(job_stats(proc.stdout + proc.stderr).values())
     return wall, rss, jobs
 
 
@@ -235,10 +247,8 @@ def bench_paper(args) -> None:
             cmd = [str(BIN / "snakemake"), "-s", str(tree / "Snakefile"), "-d", tmp,
                    "--configfile", str(c), "-n", "--cores", "2", *extra]  # fmt: skip
             _, _, proc = run(cmd, tmp, env_for(tree))
-            text = proc.stdout + proc.stderr
-            blocks = {e: sum(int(line.split()[1]) for line in text.splitlines()
-                             if line.split()[:1] == [f"{e}_block"] and len(line.split()) == 2)
-                      for e in ("sharpness", "escape", "channel")}  # fmt: skip
+            table = job_stats(proc.stdout + proc.stderr)
+            blocks = {e: table.get(f"{e}_block", 0) for e in ("sharpness", "escape", "channel")}
             per = {g.split("=")[0]: int(g.split("=")[1]) for g in profile["group-components"]}
             slurm = {e: -(-n // per[f"{e}_blocks"]) for e, n in blocks.items()}
             rows.append((name, blocks, slurm))
