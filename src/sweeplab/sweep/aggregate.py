@@ -47,7 +47,16 @@ from .blockstore import BlockData, CorruptBlockError, read_block
 from .canonical import format_value
 from .datasets import coord_attrs
 from .experiments import Experiment, get
-from .identity import GridPoints, grid_points, hex_keys, point_keys, raw_keys, settings_text
+from .identity import (
+    GridPoints,
+    find_keys,
+    grid_points,
+    hex_keys,
+    point_keys,
+    raw_keys,
+    settings_text,
+    sort_keys,
+)
 from .ledger import Ledger
 from .store import recover_aside, remove_stale_temporaries, swap_into_place, temporary_name
 
@@ -331,14 +340,14 @@ class _State:
     @cached_property
     def positions(self) -> tuple[np.ndarray, np.ndarray]:
         """Grid keys sorted, and the flat grid index of each."""
-        order = np.argsort(self.grid.keys)
+        order = sort_keys(self.grid.keys)
         return self.grid.keys[order], order
 
     def flat_of(self, keys: np.ndarray) -> np.ndarray:
         """Flat grid index of each raw key (-1 outside the grid)."""
         sk, order = self.positions
-        pos = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
-        return np.where(sk[pos] == keys, order[pos], -1)
+        pos = find_keys(sk, keys)
+        return np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
 
 
 def aggregate(

@@ -31,11 +31,14 @@ __all__ = [
     "KEY_BYTES",
     "GridPoints",
     "block_name",
+    "find_keys",
     "grid_points",
     "hex_keys",
+    "key_words",
     "point_keys",
     "raw_keys",
     "settings_text",
+    "sort_keys",
 ]
 
 KEY_BYTES = 16
@@ -50,6 +53,41 @@ def _prefix(exp: Experiment, settings: Mapping[str, Any]) -> Any:
     h = hashlib.sha256()
     h.update(settings_text(exp, settings).encode())
     return h
+
+
+def key_words(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the two big-endian 64-bit words of each key: (hi, lo) orders as the bytes do.
+
+    Sorting and searching ``uint64`` words is several times faster than ``S16`` strings.
+    """
+    w = np.ascontiguousarray(keys, dtype=f"S{KEY_BYTES}").view(">u8").reshape(-1, 2)
+    return w[:, 0].astype(np.uint64), w[:, 1].astype(np.uint64)
+
+
+def sort_keys(keys: np.ndarray, *tiebreak: np.ndarray) -> np.ndarray:
+    """Return indices sorting raw keys (then ``tiebreak`` arrays, the first most significant)."""
+    hi, lo = key_words(keys)
+    return np.lexsort((*reversed(tiebreak), lo, hi))
+
+
+def find_keys(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """Position of each needle in ``haystack`` (sorted, unique raw keys), -1 where absent."""
+    if not len(haystack):
+        return np.full(len(needles), -1, dtype=np.int64)
+    hh, hl = key_words(haystack)
+    nh, nl = key_words(needles)
+    order = np.argsort(nh)  # sorted needles: each search walks the haystack once
+    left = np.empty(len(needles), dtype=np.int64)
+    right = np.empty(len(needles), dtype=np.int64)
+    left[order] = np.searchsorted(hh, nh[order], side="left")
+    right[order] = np.searchsorted(hh, nh[order], side="right")
+    span = right - left
+    pos = np.where(span == 1, left, -1)
+    pos[span == 1] = np.where(hl[left[span == 1]] == nl[span == 1], left[span == 1], -1)
+    for i in np.flatnonzero(span > 1):  # keys sharing their first 64 bits: vanishingly rare
+        j = left[i] + np.searchsorted(hl[left[i] : right[i]], nl[i])
+        pos[i] = j if j < right[i] and hl[j] == nl[i] else -1
+    return pos
 
 
 def hex_keys(raw: np.ndarray) -> np.ndarray:

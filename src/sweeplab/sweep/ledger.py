@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from .blockstore import BLOCK_SUFFIX, CorruptBlockError, read_point_table
-from .identity import KEY_BYTES, raw_keys
+from .identity import KEY_BYTES, find_keys, raw_keys, sort_keys
 
 __all__ = ["CACHE", "Ledger", "block_files"]
 
 logger = logging.getLogger(__name__)
 
 CACHE = ".ledger.npz"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 KEY = f"S{KEY_BYTES}"
 
 
@@ -72,6 +72,7 @@ class Ledger:
     status: np.ndarray
     wall: np.ndarray
     cost: np.ndarray
+    _holders: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # --- building ---------------------------------------------------------------------------
     @classmethod
@@ -116,10 +117,11 @@ class Ledger:
             parts.append(([name], keys, np.zeros(n, np.int64), np.asarray(a["status"], np.int8),
                           np.asarray(a["point_wall_time"], np.float64),
                           np.asarray(a["point_cost"], np.float64)))  # fmt: skip
+        if cached is not None and not new and len(keep) == len(cached.names):
+            return cached  # nothing changed: the cached index, holders included
         ledger = cls._combine(d, experiment, parts, files)
-        if new or (cached is not None and len(keep) != len(cached.names)) or cached is None:
-            if save and files:
-                ledger._write_cache()
+        if save and files:
+            ledger._write_cache()
         return ledger
 
     @classmethod
@@ -147,22 +149,25 @@ class Ledger:
             with np.load(d / CACHE, allow_pickle=False) as z:
                 if int(z["format"]) != _CACHE_FORMAT or str(z["experiment"]) != experiment:
                     return None
+                held = (z["h_keys"].astype(KEY), z["h_record"], z["h_ok"])
                 return cls(d, experiment, [str(n) for n in z["names"]], z["stats"],
                            z["keys"].astype(KEY), z["block"], z["status"], z["wall"],
-                           z["cost"])  # fmt: skip
+                           z["cost"], held)  # fmt: skip
         except (OSError, ValueError, KeyError, EOFError) as exc:
             if (d / CACHE).exists():
                 logger.warning("ledger cache %s unreadable (%s): rebuilding", d / CACHE, exc)
             return None
 
     def _write_cache(self) -> None:
+        held = self.holders()
         tmp = self.blocks_dir / f".{CACHE}.tmp-{os.getpid()}"
         try:
             with open(tmp, "wb") as fh:
                 np.savez(fh, format=_CACHE_FORMAT, experiment=self.experiment,
                          names=np.asarray(self.names, dtype=str), stats=self.stats,
                          keys=self.keys, block=self.block, status=self.status, wall=self.wall,
-                         cost=self.cost)  # fmt: skip
+                         cost=self.cost, h_keys=held[0], h_record=held[1],
+                         h_ok=held[2])  # fmt: skip
             os.replace(tmp, self.blocks_dir / CACHE)
         except OSError as exc:  # a read-only results directory: the ledger still works
             logger.warning("ledger cache %s not written: %s", self.blocks_dir / CACHE, exc)
@@ -175,12 +180,17 @@ class Ledger:
 
     def holders(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return unique keys (sorted), the record holding each, and its number of ok records."""
+        if self._holders is None:
+            self._holders = self._compute_holders()
+        return self._holders
+
+    def _compute_holders(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not len(self.keys):
             return np.zeros(0, KEY), np.zeros(0, np.int64), np.zeros(0, np.int64)
         mtime = self.stats[self.block, 1] if len(self.stats) else np.zeros(len(self.keys))
         # ok first (by block name), then failed newest first
         secondary = np.where(self.status == 0, self.block.astype(np.int64), -mtime)
-        order = np.lexsort((secondary, self.status != 0, self.keys))
+        order = sort_keys(self.keys, self.status != 0, secondary)
         k = self.keys[order]
         first = np.ones(len(k), dtype=bool)
         first[1:] = k[1:] != k[:-1]
@@ -195,11 +205,9 @@ class Ledger:
         if not len(uk):
             n = len(keys)
             return np.full(n, -1), np.full(n, -1, np.int8), np.zeros(n, np.int64)
-        order = np.argsort(keys)  # sorted needles: searchsorted walks the haystack once
-        pos = np.empty(len(keys), dtype=np.int64)
-        pos[order] = np.searchsorted(uk, keys[order])
-        pos = np.minimum(pos, len(uk) - 1)
-        found = uk[pos] == keys
+        pos = find_keys(uk, keys)
+        found = pos >= 0
+        pos = np.maximum(pos, 0)
         record = np.where(found, rec[pos], -1)
         status = np.where(found, self.status[np.maximum(record, 0)], -1).astype(np.int8)
         return record, status, np.where(found, n_ok[pos], 0)
