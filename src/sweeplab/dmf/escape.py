@@ -16,6 +16,13 @@ Evaluated at every step ``t = 0, 1, ..., max_steps`` on the current iterate ``w_
 3. converged if ``L(w_t) <= loss_tol``: **escaped** if the escape step was set (GD left the
    ball and converged to another minimizer), **stayed** otherwise.
 
+The tolerance is tied to the start: ``loss_tol=None`` (the default) means
+``LOSS_TOL_REL · L(w_0) = 1e-4 · L(w_0)`` with ``L(w_0) ≈ λ* r^2 / 2`` the loss at the start
+(converged: about 100 times closer to the minimizer manifold than the start, for every
+``λ*``). An absolute ``loss_tol`` is refused (``ValueError`` naming ``L(w_0)`` and
+``loss_tol``) for a start with ``L(w_0) <= loss_tol``, which would count as converged at
+step 0 (``stayed`` without any dynamics). The value used is ``EscapeResult.loss_tol``.
+
 A run that reaches ``t = max_steps`` without either is classified from its own last
 iterates, with two cheap monitors (no trajectory is stored):
 
@@ -96,12 +103,23 @@ With ``track_sharpness=True`` the same Lanczos value is also recorded at every c
 Trajectories are recorded at the checkpoint steps; after convergence the remaining checkpoint
 entries repeat the final value, after divergence they are nan (including the diverging step).
 ``steps_run`` is the ``t`` at which the run stopped (number of GD updates made).
+A *dense window* of ``window`` consecutive steps (default :data:`WINDOW` = 128) is also recorded
+from ``window_start = max(0, escape_step − window // 8)`` on (the ``window_*`` fields; same
+fill rules; all nan and ``window_start = -1`` for runs that never escape), so that the departure
+along ``v_1`` is drawn step by step rather than between log-spaced checkpoints.
 
-:func:`escape` is a straightforward per-run loop over layer lists; :func:`escape_batch` runs many
-step sizes (and optionally many same-shape minimizers) at once on stacked arrays and gives the
-same results (up to rounding) — the two share the classification code and are tested against
-each other. On sensitive (chaotic) orbits the paths' different rounding makes the trajectories
-drift apart over thousands of steps, and with them the detected period.
+Engines
+-------
+:func:`escape` is a straightforward per-run loop over layer lists (the reference).
+:func:`escape_batch` runs many step sizes (and optionally many same-shape minimizers) at once,
+either in the compiled kernel :func:`sweeplab.dmf.kernels.escape_runs` (numba; the monitors
+above run inside the loop) or on stacked numpy arrays (the batched reference), chosen by its
+``engine`` argument. All engines share the classification code and are tested against each
+other. On all-scalar chains the kernel repeats the numpy path's operations in the same order
+and its iterates are bit-identical; matrix chains round differently (index-order sums vs BLAS),
+and on sensitive (chaotic) orbits the different rounding makes the trajectories drift apart
+over thousands of steps, and with them the detected period or the step at which a wandering
+run finally converges.
 """
 
 from __future__ import annotations
