@@ -147,6 +147,31 @@ def test_auto_engine_dispatch(monkeypatch):
         dmf.escape_batch(small, [0.1], engine="kernel", track_sharpness=True)
 
 
+# --- the compiled HVP behind the final Lanczos sharpness of d x d chains -----------------------
+
+
+@pytest.mark.parametrize(("d", "depth"), [(1, 15), (2, 3), (4, 4), (4, 15)])
+def test_square_hvp_matches_general_hvp(d, depth):
+    rng = np.random.default_rng([d, depth])
+    ws = [rng.standard_normal((d, d)) for _ in range(depth)]
+    m = rng.standard_normal((d, d))
+    vs = [rng.standard_normal((d, d)) for _ in range(depth)]
+    ref = dmf.flatten(dmf.hvp(ws, m, vs))
+    out = np.empty(ref.size)
+    kernels.square_hvp(dmf.flatten(ws), m.ravel(), (0,) * d, dmf.flatten(vs), out)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-13 * np.max(np.abs(ref)))
+
+
+def test_final_lanczos_of_square_chain_matches_dense_hessian(matrix4):
+    ws, m, _ = matrix4
+    rng = np.random.default_rng(5)
+    point = [w + 0.05 * rng.standard_normal(w.shape) for w in ws]  # not a minimizer
+    dense = float(np.linalg.eigvalsh(dmf.dense_hessian(point, m))[-1])
+    assert esc._lanczos_sharpness(point, m) == pytest.approx(dense, rel=1e-9)
+    ref = dmf.sharpness_numerical(point, m, "lanczos", tol=esc.LANCZOS_TOL, seed=0)
+    assert esc._lanczos_sharpness(point, m) == pytest.approx(ref, rel=1e-11)
+
+
 # --- the exact GD-step identity of scalar chains ------------------------------------------------
 
 

@@ -130,7 +130,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse.linalg import ArpackNoConvergence
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from . import kernels
 from .derivatives import loss_and_gradient_unchecked
@@ -630,9 +630,17 @@ def _detect_period(proj: NDArray[np.float64], loss: NDArray[np.float64]) -> int:
 def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
     """Return Lanczos ``λ_max(∇²L)`` at any finite point.
 
-    nan (logged) if Lanczos does not converge or the Hessian overflows float64 there.
+    Chains of ``d × d`` layers (``2 <= d <= SQUARE_MAX_WIDTH``) run the same ``eigsh`` call
+    as :func:`~sweeplab.dmf.sharpness_numerical` (``k = 1``, ``"LA"``, ``tol = LANCZOS_TOL``,
+    start vector of seed 0, ``ncv = min(N − 1, 40)``) over the compiled HVP
+    :func:`sweeplab.dmf.kernels.square_hvp`; other chains call
+    :func:`~sweeplab.dmf.sharpness_numerical`. nan (logged) if Lanczos does not converge or
+    the Hessian overflows float64 there.
     """
     try:
+        dims = chain_dims(weights)
+        if len(set(dims)) == 1 and 2 <= dims[0] <= SQUARE_MAX_WIDTH:
+            return _lanczos_square(weights, target)
         return sharpness_numerical(weights, target, "lanczos", tol=LANCZOS_TOL, seed=0)
     except ArpackNoConvergence:
         logger.warning("Lanczos sharpness did not converge at a final iterate; recording nan")
@@ -640,6 +648,31 @@ def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
     except Float64OverflowError as exc:
         logger.warning("Lanczos sharpness not representable at an iterate (%s); recording nan", exc)
         return float("nan")
+
+
+def _lanczos_square(weights: list[Matrix], target: Matrix) -> float:
+    """Lanczos ``λ_max(∇²L)`` of a chain of ``d × d`` layers over the compiled HVP."""
+    p = flatten(weights)
+    m = np.ascontiguousarray(target, dtype=np.float64).ravel()
+    square = (0,) * weights[0].shape[0]
+    n = p.size
+
+    def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty(n)
+        kernels.square_hvp(p, m, square, np.ascontiguousarray(np.ravel(x), dtype=np.float64), out)
+        if not np.all(np.isfinite(out)):
+            raise Float64OverflowError("the Hessian-vector product overflows float64")
+        return out
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(np.random.SeedSequence(0)).standard_normal(n)
+    vals = eigsh(
+        op, k=1, which="LA", tol=LANCZOS_TOL, v0=v0, ncv=min(n - 1, 40), return_eigenvectors=False
+    )
+    out = float(vals[-1])
+    if not np.isfinite(out):
+        raise Float64OverflowError(f"the sharpness {out} is not finite")
+    return out
 
 
 def _exact_sharpness(weights: list[Matrix]) -> float:

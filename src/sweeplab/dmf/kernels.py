@@ -411,3 +411,77 @@ def escape_runs(
             final_p[j, i] = p[i]
         total += t
     return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _mm(a: np.ndarray, b: np.ndarray, out: np.ndarray, d: int, ta: bool, tb: bool) -> None:
+    """``out = op(a) op(b)`` for flat ``d × d`` matrices (``op``: transpose if ``ta``/``tb``)."""
+    for i in range(d):
+        for j in range(d):
+            s = 0.0
+            for k in range(d):
+                x = a[k * d + i] if ta else a[i * d + k]
+                y = b[j * d + k] if tb else b[k * d + j]
+                s += x * y
+            out[i * d + j] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def square_hvp(
+    p: np.ndarray, m: np.ndarray, square: tuple[int, ...], v: np.ndarray, out: np.ndarray
+) -> None:
+    """Hessian-vector product ``∇²L(W) V`` of a chain of ``d × d`` layers, ``d = len(square)``.
+
+    ``p``, ``v``, ``out``: flat layers (shape ``(L d²,)``, :func:`~sweeplab.dmf.flatten`
+    order); ``m``: flat target ``(d²,)``. With ``B_i = W_{i−1}⋯W_0``, ``A_i = W_{L−1}⋯W_{i+1}``,
+    ``R = W_{L−1}⋯W_0 − M`` and their derivatives along ``V``
+    (``dB_{i+1} = V_i B_i + W_i dB_i``, ``dA_{i−1} = dA_i W_i + A_i V_i``,
+    ``dR = dB_L``): ``(HV)_i = 2 (dA_i^T R B_i^T + A_i^T dR B_i^T + A_i^T R dB_i^T)``
+    (spec §2, as :func:`~sweeplab.dmf.hvp`). Any point, not only minimizers.
+    """
+    d = len(square)
+    dd = d * d
+    n_layers = p.shape[0] // dd
+    b = np.zeros((n_layers + 1, dd))
+    db = np.zeros((n_layers + 1, dd))
+    a = np.zeros((n_layers, dd))
+    da = np.zeros((n_layers, dd))
+    t1 = np.empty(dd)
+    t2 = np.empty(dd)
+    r = np.empty(dd)
+    for i in range(d):
+        b[0, i * d + i] = 1.0
+        a[n_layers - 1, i * d + i] = 1.0
+    for i in range(n_layers):
+        w = p[i * dd : (i + 1) * dd]
+        vi = v[i * dd : (i + 1) * dd]
+        _mm(w, b[i], b[i + 1], d, False, False)
+        _mm(vi, b[i], t1, d, False, False)
+        _mm(w, db[i], t2, d, False, False)
+        for k in range(dd):
+            db[i + 1, k] = t1[k] + t2[k]
+    for i in range(n_layers - 1, 0, -1):
+        w = p[i * dd : (i + 1) * dd]
+        vi = v[i * dd : (i + 1) * dd]
+        _mm(a[i], w, a[i - 1], d, False, False)
+        _mm(da[i], w, t1, d, False, False)
+        _mm(a[i], vi, t2, d, False, False)
+        for k in range(dd):
+            da[i - 1, k] = t1[k] + t2[k]
+    for k in range(dd):
+        r[k] = b[n_layers, k] - m[k]
+    dr = db[n_layers]
+    t3 = np.empty(dd)
+    for i in range(n_layers):
+        o = out[i * dd : (i + 1) * dd]
+        # dA_i^T R B_i^T
+        _mm(da[i], r, t1, d, True, False)
+        _mm(t1, b[i], o, d, False, True)
+        # A_i^T dR B_i^T
+        _mm(a[i], dr, t1, d, True, False)
+        _mm(t1, b[i], t3, d, False, True)
+        # A_i^T R dB_i^T
+        _mm(a[i], r, t1, d, True, False)
+        _mm(t1, db[i], t2, d, False, True)
+        for k in range(dd):
+            o[k] = 2.0 * (o[k] + t3[k] + t2[k])
