@@ -22,6 +22,14 @@ Arithmetic. Parameters are flat float64 vectors in the order of
 
 Squared norms and projections are sequential sums in the kernel and numpy reductions in the
 reference: they agree to rounding.
+
+:func:`square_hvp` is the Hessian-vector product of ``d × d`` chains behind the final Lanczos
+sharpness of :mod:`~sweeplab.dmf.escape` (compiled: the numpy HVP's per-call overhead
+dominated that Lanczos once GD itself was compiled).
+
+Compilation: every function is cached on disk (``cache=True``); numba compiles one version of
+:func:`escape_runs` per chain kind (scalar, general, and each ``d × d`` width), a few seconds
+each on first use.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["CONVERGED", "DIVERGED", "RUNNING", "escape_runs"]
+__all__ = ["CONVERGED", "DIVERGED", "RUNNING", "escape_runs", "square_hvp"]
 
 DIVERGED, CONVERGED, RUNNING = 1, 2, 3
 """Status codes of a finished run (same values as :mod:`sweeplab.dmf.escape`)."""
