@@ -108,7 +108,7 @@ def test_kernel_covers_every_outcome_and_stalls(scalar15, matrix4):
 
 
 def test_kernel_matches_numpy_on_many_minimizers():
-    mins = [_minimizer(3, 3, s) for s in range(3)]
+    mins = [_minimizer(3, 2, s) for s in range(3)]
     etas = [1.2 * 2 / dmf.sharpness(w) for w in mins]
     k = dmf.escape_batch(mins, etas, max_steps=1500, loss_tol=1e-20, engine="kernel")
     n = dmf.escape_batch(mins, etas, max_steps=1500, loss_tol=1e-20, engine="numpy")
