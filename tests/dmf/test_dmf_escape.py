@@ -91,11 +91,14 @@ def test_batch_agrees_with_one_at_a_time(matrix4):
         s = dmf.escape(ws, c * 2 / lam, max_steps=3000, checkpoints=ck)
         assert (b.outcome, b.escape_step, b.steps_run) == (s.outcome, s.escape_step, s.steps_run)
         np.testing.assert_array_equal(b.checkpoints, s.checkpoints)
+        # the matrix kernel sums in index order, BLAS (escape) does not: 1e-16 differences,
+        # amplified after the escape to ~1e-6 relative by step 3000 (c = 1.05 and 3)
         for field in ("loss", "distance", "proj_top", "proj_null"):
             np.testing.assert_allclose(
-                getattr(b, field), getattr(s, field), rtol=1e-6, atol=1e-14, err_msg=field
+                getattr(b, field), getattr(s, field), rtol=1e-5, atol=1e-14, err_msg=field
             )
-        np.testing.assert_allclose(b.final_sharpness, s.final_sharpness, rtol=1e-8)
+        # converged after the transient within ~1e-8 of each other: sharpness 5e-8 apart
+        np.testing.assert_allclose(b.final_sharpness, s.final_sharpness, rtol=1e-6)
     assert {b.outcome for b in batch} >= {"stayed", "escaped", "diverged"}
 
 

@@ -16,6 +16,13 @@ Evaluated at every step ``t = 0, 1, ..., max_steps`` on the current iterate ``w_
 3. converged if ``L(w_t) <= loss_tol``: **escaped** if the escape step was set (GD left the
    ball and converged to another minimizer), **stayed** otherwise.
 
+The tolerance is tied to the start: ``loss_tol=None`` (the default) means
+``LOSS_TOL_REL · L(w_0) = 1e-4 · L(w_0)`` with ``L(w_0) ≈ λ* r^2 / 2`` the loss at the start
+(converged: about 100 times closer to the minimizer manifold than the start, for every
+``λ*``). An absolute ``loss_tol`` is refused (``ValueError`` naming ``L(w_0)`` and
+``loss_tol``) for a start with ``L(w_0) <= loss_tol``, which would count as converged at
+step 0 (``stayed`` without any dynamics). The value used is ``EscapeResult.loss_tol``.
+
 A run that reaches ``t = max_steps`` without either is classified from its own last
 iterates, with two cheap monitors (no trajectory is stored):
 
@@ -96,12 +103,23 @@ With ``track_sharpness=True`` the same Lanczos value is also recorded at every c
 Trajectories are recorded at the checkpoint steps; after convergence the remaining checkpoint
 entries repeat the final value, after divergence they are nan (including the diverging step).
 ``steps_run`` is the ``t`` at which the run stopped (number of GD updates made).
+A *dense window* of ``window`` consecutive steps (default :data:`WINDOW` = 128) is also recorded
+from ``window_start = max(0, escape_step − window // 8)`` on (the ``window_*`` fields; same
+fill rules; all nan and ``window_start = -1`` for runs that never escape), so that the departure
+along ``v_1`` is drawn step by step rather than between log-spaced checkpoints.
 
-:func:`escape` is a straightforward per-run loop over layer lists; :func:`escape_batch` runs many
-step sizes (and optionally many same-shape minimizers) at once on stacked arrays and gives the
-same results (up to rounding) — the two share the classification code and are tested against
-each other. On sensitive (chaotic) orbits the paths' different rounding makes the trajectories
-drift apart over thousands of steps, and with them the detected period.
+Engines
+-------
+:func:`escape` is a straightforward per-run loop over layer lists (the reference).
+:func:`escape_batch` runs many step sizes (and optionally many same-shape minimizers) at once,
+either in the compiled kernel :func:`sweeplab.dmf.kernels.escape_runs` (numba; the monitors
+above run inside the loop) or on stacked numpy arrays (the batched reference), chosen by its
+``engine`` argument. All engines share the classification code and are tested against each
+other. On all-scalar chains the kernel repeats the numpy path's operations in the same order
+and its iterates are bit-identical; matrix chains round differently (index-order sums vs BLAS),
+and on sensitive (chaotic) orbits the different rounding makes the trajectories drift apart
+over thousands of steps, and with them the detected period or the step at which a wandering
+run finally converges.
 """
 
 from __future__ import annotations
@@ -112,8 +130,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse.linalg import ArpackNoConvergence
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
+from . import kernels
 from .derivatives import loss_and_gradient_unchecked
 from .numerical import sharpness_numerical
 from .products import flatten, unflatten
@@ -134,7 +153,10 @@ from .validation import (
 )
 
 __all__ = [
+    "ENGINES",
+    "KERNEL_MAX_WIDTH",
     "LANCZOS_TOL",
+    "LOSS_TOL_REL",
     "OUTCOMES",
     "PERIOD_MAX",
     "PERIOD_RTOL",
@@ -142,6 +164,7 @@ __all__ = [
     "RATE_SPREAD",
     "RATE_TOL",
     "SHARPNESS_METHODS",
+    "WINDOW",
     "EscapeResult",
     "default_checkpoints",
     "escape",
@@ -172,6 +195,18 @@ RATE_BLOCK = 256
 """Block length (steps) of the loss envelope; 4 blocks at the end of the run are used."""
 LANCZOS_TOL = 1e-12
 """Relative tolerance of the Lanczos sharpness at non-converged final iterates."""
+LOSS_TOL_REL = 1e-4
+"""Default convergence threshold relative to the starting loss: with ``loss_tol=None`` a run
+converges once ``L(w_t) <= LOSS_TOL_REL · L(w_0)`` (module docstring)."""
+WINDOW = 128
+"""Default length (steps) of the dense trajectory window around the escape step."""
+KERNEL_MAX_WIDTH = 16
+"""Widest layer (``max d_i``) run by the compiled kernel under ``engine="auto"``; wider chains
+use the stacked numpy path (see :func:`escape_batch`)."""
+SQUARE_MAX_WIDTH = 16
+"""Chains of ``d × d`` layers with ``d`` up to this use a kernel compiled for their width."""
+ENGINES: tuple[str, ...] = ("auto", "kernel", "numpy")
+"""Values of the ``engine`` argument of :func:`escape_batch`."""
 
 _N_BLOCKS = 4
 _PERIOD_SPAN = 16  # lag comparisons per candidate period
@@ -247,6 +282,19 @@ class EscapeResult:
         fill rules as ``loss``); all nan otherwise.
     final_weights : tuple of ndarray
         The last iterate ``W_1..W_L`` (non-finite entries possible when diverged).
+    loss_tol : float
+        Convergence threshold on the loss actually used (units of ``M`` squared):
+        the ``loss_tol`` argument, or ``LOSS_TOL_REL · L(w_0)`` when it was ``None``.
+    start_loss : float
+        ``L(w_0)`` at the start ``w_0 = w* + r v_1`` (about ``λ* r^2 / 2``).
+    window_start : int
+        First step of the dense window around the escape step,
+        ``max(0, escape_step − window // 8)``; ``-1`` if the run never escaped.
+    window_loss, window_distance, window_proj_top, window_proj_null : ndarray, shape (window,)
+        ``L(w_t)``, ``||w_t − w*||``, ``<w_t − w*, v_1>`` and ``<w_t − w*, v_N>`` at every step
+        ``t = window_start + k``, ``k = 0..window − 1`` (:attr:`window_steps`); same fill rules
+        as the checkpoint trajectories (after convergence the final value, after divergence and
+        past ``max_steps`` nan; all nan if the run never escaped).
 
     """
 
@@ -272,6 +320,19 @@ class EscapeResult:
     proj_null: NDArray[np.float64]
     checkpoint_sharpness: NDArray[np.float64]
     final_weights: tuple[NDArray[np.float64], ...]
+    loss_tol: float
+    start_loss: float
+    window_start: int
+    window_loss: NDArray[np.float64]
+    window_distance: NDArray[np.float64]
+    window_proj_top: NDArray[np.float64]
+    window_proj_null: NDArray[np.float64]
+
+    @property
+    def window_steps(self) -> NDArray[np.int64]:
+        """Steps of the dense window, ``window_start + k`` (all ``-1`` if the run never escaped)."""
+        k = np.arange(self.window_loss.size, dtype=np.int64)
+        return np.full_like(k, -1) if self.window_start < 0 else self.window_start + k
 
     @property
     def c(self) -> float:
@@ -342,9 +403,15 @@ class _Options:
     escape_radius: float
     max_steps: int
     checkpoints: NDArray[np.int64]
-    loss_tol: float
+    loss_tol: float | None
     divergence_norm: float
     track_sharpness: bool
+    window: int
+
+    @property
+    def lead(self) -> int:
+        """Steps of the dense window before the escape step."""
+        return self.window // 8
 
 
 def _options(
@@ -352,9 +419,10 @@ def _options(
     escape_radius: float,
     max_steps: int,
     checkpoints: ArrayLike | None,
-    loss_tol: float,
+    loss_tol: float | None,
     divergence_norm: float,
     track_sharpness: bool,
+    window: int = WINDOW,
 ) -> _Options:
     radius = check_positive(radius, "radius")
     escape_radius = check_positive(escape_radius, "escape_radius")
@@ -383,14 +451,23 @@ def _options(
                 f"checkpoints must lie in [0, max_steps = {max_steps}], got range "
                 f"[{ck[0]}, {ck[-1]}]"
             )
-    loss_tol = check_positive(loss_tol, "loss_tol")
+    if loss_tol is not None:
+        loss_tol = check_positive(loss_tol, "loss_tol")
+    window = check_int(window, "window", 1)
     divergence_norm = check_positive(divergence_norm, "divergence_norm")
     if not isinstance(track_sharpness, bool | np.bool_):
         raise ValueError(f"track_sharpness must be True or False, got {track_sharpness!r}")
     ck = ck.copy()
     ck.setflags(write=False)
     return _Options(
-        radius, escape_radius, max_steps, ck, loss_tol, divergence_norm, bool(track_sharpness)
+        radius,
+        escape_radius,
+        max_steps,
+        ck,
+        loss_tol,
+        divergence_norm,
+        bool(track_sharpness),
+        window,
     )
 
 
@@ -404,6 +481,25 @@ class _Start:
     v1: list[Matrix]
     vn: list[Matrix] | None
     flat: float  # flattest sharpness over all minimizers of the target (spec §5)
+
+    def tolerance(self, opts: _Options) -> tuple[float, float]:
+        """Return ``(loss_tol, L(w_0))`` of a run from this start; refuse a start already below.
+
+        ``loss_tol`` is ``opts.loss_tol``, or ``LOSS_TOL_REL · L(w_0)`` if that is ``None``.
+        """
+        w0 = [w + opts.radius * v for w, v in zip(self.weights, self.v1, strict=True)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            start_loss = loss_and_gradient_unchecked(w0, self.target)[0]
+        tol = LOSS_TOL_REL * start_loss if opts.loss_tol is None else opts.loss_tol
+        if not start_loss > tol:
+            raise ValueError(
+                f"the starting loss L(w* + r v_1) = {start_loss:.6g} (radius r = {opts.radius:g},"
+                f" λ* = {self.lam:.6g}, λ* r^2/2 = {self.lam * opts.radius**2 / 2:.6g}) is not "
+                f"above loss_tol = {tol:.6g}: the run would count as converged at step 0. Use "
+                f"loss_tol=None (LOSS_TOL_REL = {LOSS_TOL_REL:g} of the starting loss), a "
+                "smaller loss_tol or a larger radius"
+            )
+        return tol, start_loss
 
 
 def _start(weights: Sequence[ArrayLike], target: ArrayLike | None, rtol: float) -> _Start:
@@ -534,9 +630,17 @@ def _detect_period(proj: NDArray[np.float64], loss: NDArray[np.float64]) -> int:
 def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
     """Return Lanczos ``λ_max(∇²L)`` at any finite point.
 
-    nan (logged) if Lanczos does not converge or the Hessian overflows float64 there.
+    Chains of ``d × d`` layers (``2 <= d <= SQUARE_MAX_WIDTH``) run the same ``eigsh`` call
+    as :func:`~sweeplab.dmf.sharpness_numerical` (``k = 1``, ``"LA"``, ``tol = LANCZOS_TOL``,
+    start vector of seed 0, ``ncv = min(N − 1, 40)``) over the compiled HVP
+    :func:`sweeplab.dmf.kernels.square_hvp`; other chains call
+    :func:`~sweeplab.dmf.sharpness_numerical`. nan (logged) if Lanczos does not converge or
+    the Hessian overflows float64 there.
     """
     try:
+        dims = chain_dims(weights)
+        if len(set(dims)) == 1 and 2 <= dims[0] <= SQUARE_MAX_WIDTH:
+            return _lanczos_square(weights, target)
         return sharpness_numerical(weights, target, "lanczos", tol=LANCZOS_TOL, seed=0)
     except ArpackNoConvergence:
         logger.warning("Lanczos sharpness did not converge at a final iterate; recording nan")
@@ -544,6 +648,31 @@ def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
     except Float64OverflowError as exc:
         logger.warning("Lanczos sharpness not representable at an iterate (%s); recording nan", exc)
         return float("nan")
+
+
+def _lanczos_square(weights: list[Matrix], target: Matrix) -> float:
+    """Lanczos ``λ_max(∇²L)`` of a chain of ``d × d`` layers over the compiled HVP."""
+    p = flatten(weights)
+    m = np.ascontiguousarray(target, dtype=np.float64).ravel()
+    square = (0,) * weights[0].shape[0]
+    n = p.size
+
+    def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty(n)
+        kernels.square_hvp(p, m, square, np.ascontiguousarray(np.ravel(x), dtype=np.float64), out)
+        if not np.all(np.isfinite(out)):
+            raise Float64OverflowError("the Hessian-vector product overflows float64")
+        return out
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(np.random.SeedSequence(0)).standard_normal(n)
+    vals = eigsh(
+        op, k=1, which="LA", tol=LANCZOS_TOL, v0=v0, ncv=min(n - 1, 40), return_eigenvectors=False
+    )
+    out = float(vals[-1])
+    if not np.isfinite(out):
+        raise Float64OverflowError(f"the sharpness {out} is not finite")
+    return out
 
 
 def _exact_sharpness(weights: list[Matrix]) -> float:
@@ -569,10 +698,16 @@ def _fill_result(
     final_distance: float,
     steps_run: int,
     traj: NDArray[np.float64],
+    loss_tol: float,
+    start_loss: float,
+    window_start: int,
+    window: NDArray[np.float64],
 ) -> EscapeResult:
     """Classify one finished run (module docstring rules) and assemble its result.
 
-    ``traj`` has shape ``(5, n_ckpt)``: loss, distance, proj_top, proj_null and sharpness.
+    ``traj`` has shape ``(5, n_ckpt)``: loss, distance, proj_top, proj_null and sharpness;
+    ``window`` has shape ``(4, W)``: loss, distance, proj_top and proj_null from
+    ``window_start`` on.
     """
     period, rate, to_tol = 0, float("nan"), float("nan")
     if status == _DIVERGED:
@@ -582,11 +717,12 @@ def _fill_result(
         method, final_sharp = "exact", _exact_sharpness(final_weights)
     else:
         stable = 2.0 / eta >= start.flat
-        outcome, period, rate, to_tol = tail.classify(run, final_loss, opts.loss_tol, stable)
+        outcome, period, rate, to_tol = tail.classify(run, final_loss, loss_tol, stable)
         method, final_sharp = "lanczos", _lanczos_sharpness(final_weights, start.target)
     arrays = [np.array(row, dtype=np.float64) for row in traj]
+    wins = [np.array(row, dtype=np.float64) for row in window]
     final = tuple(np.array(w, dtype=np.float64) for w in final_weights)
-    for arr in (*arrays, *final):
+    for arr in (*arrays, *wins, *final):
         arr.setflags(write=False)
     return EscapeResult(
         outcome=outcome,
@@ -613,6 +749,13 @@ def _fill_result(
         proj_null=arrays[3],
         checkpoint_sharpness=arrays[4],
         final_weights=final,
+        loss_tol=float(loss_tol),
+        start_loss=float(start_loss),
+        window_start=int(window_start),
+        window_loss=wins[0],
+        window_distance=wins[1],
+        window_proj_top=wins[2],
+        window_proj_null=wins[3],
     )
 
 
@@ -624,11 +767,12 @@ def escape(
     escape_radius: float = 1e-3,
     max_steps: int = 10_000,
     checkpoints: ArrayLike | None = None,
-    loss_tol: float = 1e-20,
+    loss_tol: float | None = None,
     divergence_norm: float = 1e6,
     target: ArrayLike | None = None,
     rtol: float = DEFAULT_MINIMIZER_RTOL,
     track_sharpness: bool = False,
+    window: int = WINDOW,
 ) -> EscapeResult:
     """Run gradient descent from ``w* + radius · v_1`` and classify what happens (spec §6).
 
@@ -650,10 +794,15 @@ def escape(
         Strictly increasing steps in ``[0, max_steps]`` at which trajectories are recorded;
         default :func:`default_checkpoints` ``(max_steps)``. Runs with equal checkpoints stack
         on a common step axis.
-    loss_tol : float
-        Convergence threshold on the (absolute) loss, in units of ``M`` squared. It must lie
+    loss_tol : float or None
+        Convergence threshold on the loss, in units of ``M`` squared. ``None`` (default):
+        ``LOSS_TOL_REL · L(w_0) = 1e-4 · L(w_0)``, tied to the starting loss
+        ``L(w_0) ≈ λ* r^2 / 2`` (a converged run is then about 100 times closer to a minimizer
+        than it started, whatever ``λ*``). A number is an absolute threshold; it must lie
         above the float64 rounding floor of the loss at a minimizer, roughly
-        ``(L ε ||M||_F)^2`` with ``ε = 2.2e-16``; the default ``1e-20`` suits ``||M||_F ≲ 1e2``.
+        ``(L ε ||M||_F)^2`` with ``ε = 2.2e-16`` (``1e-20`` suits ``||M||_F ≲ 1e2``), and below
+        the starting loss: a start with ``L(w_0) <= loss_tol`` is refused (``ValueError``
+        naming both numbers).
     divergence_norm : float
         Divergence threshold on ``||w_t||``.
     target : array_like, optional
@@ -664,6 +813,9 @@ def escape(
     track_sharpness : bool
         Also record the Lanczos sharpness ``λ_max(∇²L(w_t))`` at every checkpoint
         (``checkpoint_sharpness``); costs one Lanczos run per checkpoint. Default off.
+    window : int
+        Length (steps, ``>= 1``) of the dense window recorded around the escape step, from
+        ``window // 8`` steps before it (``window_*`` fields of :class:`EscapeResult`).
 
     Returns
     -------
@@ -675,20 +827,37 @@ def escape(
     ------
     ValueError
         On an invalid argument (booleans, complex and other non-real values are refused), if
-        ``weights`` is not a minimizer of ``target``, or, as
-        :class:`~sweeplab.dmf.validation.Float64OverflowError`, if the product or the sharpness
-        of the minimizer overflows float64.
+        ``weights`` is not a minimizer of ``target``, if the starting loss is not above
+        ``loss_tol``, or, as :class:`~sweeplab.dmf.validation.Float64OverflowError`, if the
+        product or the sharpness of the minimizer overflows float64.
+
+    Notes
+    -----
+    This is the per-run reference loop over layer lists (numpy); :func:`escape_batch` runs the
+    same protocol through compiled kernels.
 
     """
     eta = _check_eta(eta)
     opts = _options(
-        radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, track_sharpness
+        radius,
+        escape_radius,
+        max_steps,
+        checkpoints,
+        loss_tol,
+        divergence_norm,
+        track_sharpness,
+        window,
     )
     start = _start(weights, target, rtol)
+    tol, start_loss = start.tolerance(opts)
     ws = [w + opts.radius * v for w, v in zip(start.weights, start.v1, strict=True)]
     star, v1 = start.weights, start.v1
     n_ck = opts.checkpoints.size
     traj = np.full((5, n_ck), np.nan)
+    lead = opts.lead
+    pre: list[tuple[float, float, list[Matrix]]] = [(np.nan, np.nan, [])] * max(lead, 1)
+    win = np.full((4, opts.window), np.nan)
+    w0 = -1
     tail = _Tail(1, opts.max_steps)
     run = np.zeros(1, dtype=np.intp)
     ck_pos = 0
@@ -707,21 +876,34 @@ def escape(
                 break
             if escape_step < 0 and dist > opts.escape_radius:
                 escape_step = t
-            converged = loss_t <= opts.loss_tol
+                w0 = max(0, t - lead)
+                for s in range(w0, t):
+                    p_loss, p_dist, p_diff = pre[s % len(pre)]
+                    win[:, s - w0] = _projections(p_loss, p_dist, p_diff, v1, start.vn)
+            converged = loss_t <= tol
             at_ck = ck_pos < n_ck and opts.checkpoints[ck_pos] == t
+            in_win = w0 >= 0 and t - w0 < opts.window
             row = None
-            if converged or at_ck:
+            if converged or at_ck or in_win:
                 row = (
                     *_projections(loss_t, dist, diff, v1, start.vn),
-                    _lanczos_sharpness(ws, start.target) if opts.track_sharpness else np.nan,
+                    _lanczos_sharpness(ws, start.target)
+                    if opts.track_sharpness and (converged or at_ck)
+                    else np.nan,
                 )
+            if in_win:
+                win[:, t - w0] = row[:4]
             if at_ck:
                 traj[:, ck_pos] = row
                 ck_pos += 1
             if converged:
                 traj[:, ck_pos:] = np.asarray(row)[:, None]
+                if w0 >= 0:
+                    win[:, t - w0 + 1 :] = np.asarray(row[:4])[:, None]
                 status = _CONVERGED
                 break
+            if escape_step < 0 and lead > 0:
+                pre[t % len(pre)] = (loss_t, dist, diff)
             if t >= tail.t_start:
                 proj = None
                 if tail.wants_projection(t):
@@ -743,6 +925,10 @@ def escape(
         final_distance=dist,
         steps_run=t,
         traj=traj,
+        loss_tol=tol,
+        start_loss=start_loss,
+        window_start=w0,
+        window=win,
     )
 
 
@@ -832,13 +1018,15 @@ def escape_batch(
     escape_radius: float = 1e-3,
     max_steps: int = 10_000,
     checkpoints: ArrayLike | None = None,
-    loss_tol: float = 1e-20,
+    loss_tol: float | None = None,
     divergence_norm: float = 1e6,
     target: ArrayLike | None = None,
     rtol: float = DEFAULT_MINIMIZER_RTOL,
     track_sharpness: bool = False,
+    window: int = WINDOW,
+    engine: str = "auto",
 ) -> list[EscapeResult]:
-    """Run :func:`escape` for many step sizes at once on stacked arrays.
+    """Run :func:`escape` for many step sizes at once (compiled kernel or stacked numpy).
 
     Parameters
     ----------
@@ -848,19 +1036,36 @@ def escape_batch(
         same layer shapes, ``len(weights) == len(etas)``).
     etas : array_like, shape (n,)
         Step sizes, each ``> 0``.
-    radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, rtol, track_sharpness
-        As in :func:`escape`, shared by all runs.
+    radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, rtol
+        As in :func:`escape`, shared by all runs (``loss_tol=None``: relative to each run's
+        starting loss).
+    track_sharpness, window
+        As in :func:`escape`.
     target : array_like, optional
         Only with a single minimizer: as in :func:`escape`.
+    engine : {"auto", "kernel", "numpy"}
+        ``"kernel"``: the compiled kernel :func:`sweeplab.dmf.kernels.escape_runs` (one run
+        after the other, the monitors inside the loop); ``"numpy"``: the stacked numpy
+        reference (all runs advance together; all-scalar chains use prefix/suffix products,
+        other chains batched ``matmul``; finished runs are dropped from the stack).
+        ``"auto"`` (default) takes the kernel for all-scalar chains and for matrix chains whose
+        widest layer is at most :data:`KERNEL_MAX_WIDTH`, the numpy path otherwise and whenever
+        ``track_sharpness`` is on (Lanczos at the checkpoints runs in Python).
 
     Returns
     -------
     list of EscapeResult
-        One result per step size, in order, with the same meaning as :func:`escape` (the GD
-        arithmetic is vectorised over runs: all-scalar chains use prefix/suffix products,
-        other chains batched ``matmul``; finished runs are dropped from the stack). The
-        classification of non-converged runs and the final sharpness use the same code as
-        :func:`escape`.
+        One result per step size, in order, with the same meaning as :func:`escape`. The
+        classification of non-converged runs and the final sharpness use the same code in
+        every engine. On all-scalar chains the kernel's iterates are bit-identical to the
+        numpy path's; on matrix chains they agree to rounding, so the engines can part on
+        sensitive (chaotic) orbits.
+
+    Raises
+    ------
+    ValueError
+        As :func:`escape`; also for an unknown ``engine`` or ``engine="kernel"`` with
+        ``track_sharpness``.
 
     """
     eta_arr = as_real_array(etas, "etas")
@@ -869,8 +1074,19 @@ def escape_batch(
     for i, e in enumerate(eta_arr):
         _check_eta(e, f"etas[{i}]")
     opts = _options(
-        radius, escape_radius, max_steps, checkpoints, loss_tol, divergence_norm, track_sharpness
+        radius,
+        escape_radius,
+        max_steps,
+        checkpoints,
+        loss_tol,
+        divergence_norm,
+        track_sharpness,
+        window,
     )
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "kernel" and opts.track_sharpness:
+        raise ValueError("engine='kernel' cannot track the sharpness; use 'auto' or 'numpy'")
     n = eta_arr.size
     many = (
         isinstance(weights, list | tuple)
@@ -895,32 +1111,189 @@ def escape_batch(
                 )
     else:
         starts = [_start(weights, target, rtol)]
+    tols = np.array([s.tolerance(opts) for s in starts])  # (1 or n, 2): loss_tol, L(w_0)
     shapes = [w.shape for w in starts[0].weights]
     dims = chain_dims(starts[0].weights)
+    scalar = all(d == 1 for d in dims)
+    if engine == "auto":
+        use_kernel = not opts.track_sharpness and (scalar or max(dims) <= KERNEL_MAX_WIDTH)
+    else:
+        use_kernel = engine == "kernel"
 
-    p_star = np.stack([flatten(s.weights) for s in starts])  # (1 or n, N)
-    v1 = np.stack([flatten(s.v1) for s in starts])
-    vn = np.stack(
-        [flatten(s.vn) if s.vn is not None else np.full(p_star.shape[1], np.nan) for s in starts]
+    stack = _Stack(
+        p_star=np.stack([flatten(s.weights) for s in starts]),
+        v1=np.stack([flatten(s.v1) for s in starts]),
+        vn=np.stack(
+            [
+                flatten(s.vn)
+                if s.vn is not None
+                else np.full(sum(a * b for a, b in shapes), np.nan)
+                for s in starts
+            ]
+        ),
+        m=np.stack([s.target for s in starts]),
+        tol=np.ascontiguousarray(tols[:, 0]),
     )
-    m = np.stack([s.target for s in starts])  # (1 or n, dL, d0)
+    run = _run_kernel if use_kernel else _run_numpy
+    out = run(stack, eta_arr, opts, shapes, dims, scalar)
+
+    results = []
+    for j in range(n):
+        js = j if many else 0
+        results.append(
+            _fill_result(
+                status=int(out.status[j]),
+                eta=float(eta_arr[j]),
+                start=starts[js],
+                opts=opts,
+                tail=out.tail,
+                run=j,
+                escape_step=int(out.esc[j]),
+                final_loss=float(out.final_loss[j]),
+                final_weights=unflatten(out.final_p[j], shapes),
+                final_distance=float(out.final_dist[j]),
+                steps_run=int(out.steps[j]),
+                traj=out.traj[j],
+                loss_tol=float(tols[js, 0]),
+                start_loss=float(tols[js, 1]),
+                window_start=int(out.win_start[j]),
+                window=out.win[j],
+            )
+        )
+    logger.debug(
+        "escape_batch (%s): %d runs, outcomes %s",
+        "kernel" if use_kernel else "numpy",
+        n,
+        [r.outcome for r in results],
+    )
+    return results
+
+
+@dataclass(frozen=True)
+class _Stack:
+    """Per-start inputs of a batch, one row per start (1 shared, or ``n``).
+
+    Flat ``w*``, ``v_1``, ``v_N`` (nan if none), targets ``(·, d_L, d_0)`` and loss thresholds.
+    """
+
+    p_star: NDArray[np.float64]
+    v1: NDArray[np.float64]
+    vn: NDArray[np.float64]
+    m: NDArray[np.float64]
+    tol: NDArray[np.float64]
+
+
+@dataclass
+class _Outputs:
+    """Per-run results of an engine (``n`` runs, ``N`` parameters)."""
+
+    status: NDArray[np.int64]
+    steps: NDArray[np.int64]
+    esc: NDArray[np.int64]
+    final_loss: NDArray[np.float64]
+    final_dist: NDArray[np.float64]
+    final_p: NDArray[np.float64]  # (n, N)
+    traj: NDArray[np.float64]  # (n, 5, n_ck)
+    tail: _Tail
+    win_start: NDArray[np.int64]
+    win: NDArray[np.float64]  # (n, 4, window)
+
+
+def _empty_outputs(n: int, n_par: int, opts: _Options) -> _Outputs:
+    return _Outputs(
+        status=np.full(n, _RUNNING, dtype=np.int64),
+        steps=np.zeros(n, dtype=np.int64),
+        esc=np.full(n, -1, dtype=np.int64),
+        final_loss=np.full(n, np.nan),
+        final_dist=np.full(n, np.nan),
+        final_p=np.full((n, n_par), np.nan),
+        traj=np.full((n, 5, opts.checkpoints.size), np.nan),
+        tail=_Tail(n, opts.max_steps),
+        win_start=np.full(n, -1, dtype=np.int64),
+        win=np.full((n, 4, opts.window), np.nan),
+    )
+
+
+def _run_kernel(
+    stack: _Stack,
+    etas: NDArray[np.float64],
+    opts: _Options,
+    shapes: list[tuple[int, int]],
+    dims: tuple[int, ...],
+    scalar: bool,
+) -> _Outputs:
+    """Run every step size through the compiled kernel (:func:`kernels.escape_runs`)."""
+    n = etas.size
+    out = _empty_outputs(n, stack.p_star.shape[1], opts)
+    tail = out.tail
+    p0 = np.ascontiguousarray(
+        np.broadcast_to(stack.p_star + opts.radius * stack.v1, (n, stack.p_star.shape[1]))
+    )
+    square = not scalar and len(set(dims)) == 1 and dims[0] <= SQUARE_MAX_WIDTH
+    steps_total = kernels.escape_runs(
+        scalar,
+        (0,) * dims[0] if square else (),
+        p0,
+        np.ascontiguousarray(stack.p_star),
+        np.ascontiguousarray(stack.v1),
+        np.ascontiguousarray(stack.vn),
+        np.ascontiguousarray(stack.m.reshape(stack.m.shape[0], -1)),
+        np.asarray(dims, dtype=np.int64),
+        np.ascontiguousarray(etas, dtype=np.float64),
+        stack.tol,
+        opts.escape_radius,
+        opts.divergence_norm,
+        opts.max_steps,
+        opts.checkpoints,
+        tail.t_blocks,
+        tail.block,
+        tail.t_ring,
+        opts.lead,
+        out.status,
+        out.steps,
+        out.esc,
+        out.final_loss,
+        out.final_dist,
+        out.final_p,
+        out.traj,
+        tail.bmax,
+        tail.loss_ring,
+        tail.proj_ring,
+        out.win_start,
+        out.win,
+    )
+    logger.debug("escape kernel: %d runs, %d GD steps", n, steps_total)
+    return out
+
+
+def _run_numpy(
+    stack: _Stack,
+    etas: NDArray[np.float64],
+    opts: _Options,
+    shapes: list[tuple[int, int]],
+    dims: tuple[int, ...],
+    scalar: bool,
+) -> _Outputs:
+    """Run every step size on stacked numpy arrays (the batched reference path)."""
+    n = etas.size
+    p_star, v1, vn, m, tol = stack.p_star, stack.v1, stack.vn, stack.m, stack.tol[:, None]
     p = np.broadcast_to(p_star + opts.radius * v1, (n, p_star.shape[1])).copy()
     chain: _ScalarChain | _MatrixChain = (
-        _ScalarChain(len(shapes)) if all(d == 1 for d in dims) else _MatrixChain(shapes)
+        _ScalarChain(len(shapes)) if scalar else _MatrixChain(shapes)
     )
-
+    out = _empty_outputs(n, p.shape[1], opts)
+    tail, traj, win, esc = out.tail, out.traj, out.win, out.esc
     ck = opts.checkpoints
     n_ck = ck.size
-    traj = np.full((n, 5, n_ck), np.nan)
-    tail = _Tail(n, opts.max_steps)
-    esc = np.full(n, -1, dtype=np.int64)
-    status = np.full(n, _RUNNING)
-    steps = np.zeros(n, dtype=np.int64)
-    final_loss = np.full(n, np.nan)
-    final_dist = np.full(n, np.nan)
-    final_p = np.full_like(p, np.nan)
+    lead, width = opts.lead, opts.window
+    n_pre = max(lead, 1)
+    # the last n_pre steps of every run on the stack (rows follow the stack), for the window
+    pre_loss = np.full((n, n_pre), np.nan)
+    pre_dist = np.full((n, n_pre), np.nan)
+    pre_diff = np.full((n, n_pre, p.shape[1]), np.nan)
+    win_end = 0  # windows of the runs escaped so far end before this step
     idx = np.arange(n)
-    eta_col = eta_arr[:, None].copy()
+    eta_col = etas[:, None].copy()
     ck_pos = 0
 
     def lanczos_rows(sel: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -944,22 +1317,42 @@ def escape_batch(
             div = ~(np.isfinite(loss_t) & np.isfinite(wnorm)) | (wnorm > opts.divergence_norm)
             ok = ~div
             newly = ok & (esc[idx] < 0) & (dist > opts.escape_radius)
-            esc[idx[newly]] = t
-            conv = ok & (loss_t <= opts.loss_tol)
+            if newly.any():
+                rows = idx[newly]
+                esc[rows] = t
+                w0 = max(0, t - lead)
+                out.win_start[rows] = w0
+                win_end = w0 + width
+                for s in range(w0, t):
+                    d_s = pre_diff[newly, s % n_pre]
+                    win[rows, 0, s - w0] = pre_loss[newly, s % n_pre]
+                    win[rows, 1, s - w0] = pre_dist[newly, s % n_pre]
+                    win[rows, 2, s - w0] = np.einsum("ni,ni->n", d_s, _rows(v1, newly))
+                    win[rows, 3, s - w0] = np.einsum("ni,ni->n", d_s, _rows(vn, newly))
+            conv = ok & (loss_t <= tol[:, 0])
             at_ck = ck_pos < n_ck and ck[ck_pos] == t
-            rec = (ok if at_ck else conv).copy()
+            rec = ok if at_ck else conv
+            if t < win_end:
+                w_off = t - out.win_start[idx]
+                in_win = ok & (out.win_start[idx] >= 0) & (w_off < width)
+                rec = rec | in_win
+            else:
+                in_win = np.zeros_like(ok)
             if rec.any():
                 d_rec = diff[rec]
+                sel = rec & (ok if at_ck else conv)
                 block = np.stack(
                     [
                         loss_t[rec],
                         dist[rec],
                         np.einsum("ni,ni->n", d_rec, _rows(v1, rec)),
                         np.einsum("ni,ni->n", d_rec, _rows(vn, rec)),
-                        lanczos_rows(rec),
+                        np.full(int(rec.sum()), np.nan),
                     ],
                     axis=1,
                 )
+                if opts.track_sharpness and sel.any():
+                    block[sel[rec], 4] = lanczos_rows(sel)
                 rows = idx[rec]
                 if at_ck:
                     traj[rows, :, ck_pos] = block
@@ -968,9 +1361,20 @@ def escape_batch(
                 crow = conv[rec]
                 if later < n_ck and crow.any():
                     traj[rows[crow], :, later:] = block[crow][:, :, None]
+                wrow = in_win[rec]
+                if wrow.any():
+                    win[rows[wrow], :, w_off[rec][wrow]] = block[wrow, :4]
+                    cw = wrow & crow
+                    for r_j, off, vals in zip(rows[cw], w_off[rec][cw], block[cw, :4], strict=True):
+                        win[r_j, :, off + 1 :] = vals[:, None]
             if at_ck:
                 ck_pos += 1
             live = ok & ~conv
+            if lead > 0:
+                q = t % n_pre
+                pre_loss[:, q] = loss_t
+                pre_dist[:, q] = dist
+                pre_diff[:, q] = diff
             if t >= tail.t_start and live.any():
                 proj = None
                 if tail.wants_projection(t):
@@ -979,40 +1383,19 @@ def escape_batch(
             done = div | conv | (t == opts.max_steps)
             if done.any():
                 rows = idx[done]
-                status[rows] = np.where(
+                out.status[rows] = np.where(
                     div[done], _DIVERGED, np.where(conv[done], _CONVERGED, _RUNNING)
                 )
-                steps[rows] = t
-                final_loss[rows] = loss_t[done]
-                final_dist[rows] = dist[done]
-                final_p[rows] = p[done]
+                out.steps[rows] = t
+                out.final_loss[rows] = loss_t[done]
+                out.final_dist[rows] = dist[done]
+                out.final_p[rows] = p[done]
                 keep = ~done
                 if not keep.any():
                     break
                 idx = idx[keep]
                 p, grad, eta_col = p[keep], grad[keep], eta_col[keep]
-                p_star, v1, vn, m = (_rows(a, keep) for a in (p_star, v1, vn, m))
+                p_star, v1, vn, m, tol = (_rows(a, keep) for a in (p_star, v1, vn, m, tol))
+                pre_loss, pre_dist, pre_diff = pre_loss[keep], pre_dist[keep], pre_diff[keep]
             p -= eta_col * grad
-
-    results = []
-    for j in range(n):
-        start = starts[j] if many else starts[0]
-        fw = unflatten(final_p[j], shapes)
-        results.append(
-            _fill_result(
-                status=int(status[j]),
-                eta=float(eta_arr[j]),
-                start=start,
-                opts=opts,
-                tail=tail,
-                run=j,
-                escape_step=int(esc[j]),
-                final_loss=float(final_loss[j]),
-                final_weights=fw,
-                final_distance=float(final_dist[j]),
-                steps_run=int(steps[j]),
-                traj=traj[j],
-            )
-        )
-    logger.debug("escape_batch: %d runs, outcomes %s", n, [r.outcome for r in results])
-    return results
+    return out
