@@ -1,11 +1,14 @@
 """Aggregation at scale, measured side by side in one run (see README "Performance").
 
-Synthetic sharpness blocks (4 seeds x 14 variables, random values; the grid is ``depth`` with N
-values, everything else one value) are written once in both formats:
+Synthetic sharpness blocks (4 points -- seeds 0-3 of one depth -- x 14 variables, random
+values; the grid is ``depth`` with N values, everything else one value) are written once in both
+formats:
 
-- **old**: one zarr v3 *directory* store per block, aggregated by the reference path of commit
-  3c9a694 (open every block with xarray, ``combine_by_coords``, write a new store), kept here;
-- **new**: one ``*.zarr.zip`` file per block, aggregated by ``sweeplab.sweep.aggregate``.
+- **old**: one zarr v3 *directory* store per block, on the grid's dimensions (``depth~D.zarr``),
+  aggregated by the reference path of commit 3c9a694 (open every block with xarray,
+  ``combine_by_coords``, write a new store), kept here;
+- **new**: one ``*.zarr.zip`` block file (format 2: dimension ``point``, named by its points'
+  keys), aggregated by key by ``sweeplab.sweep.aggregate``.
 
 Every measurement runs in a fresh subprocess (peak RSS is that process's own ``ru_maxrss``;
 times exclude interpreter start-up and imports). Reported:
@@ -41,28 +44,44 @@ SETTINGS = {"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 0}
 def section(n_blocks: int, first_depth: int = 2) -> dict:
     return {
         "depth": list(range(first_depth, first_depth + n_blocks)), "width": [8], "d_io": [1],
-        "family": ["gaussian"], "seeds": 4, "seeds_per_block": 4, **SETTINGS,
+        "family": ["gaussian"], "seeds": 4, **SETTINGS,
     }  # fmt: skip
 
 
 def synthetic(depth: int):
-    """The labelled dataset of one synthetic block (values random, seeded by depth)."""
+    """Name and labelled dataset of the block of ``depth`` (values random, seeded by depth)."""
+    import json
+
     import numpy as np
 
     from sweeplab.sweep.datasets import label
     from sweeplab.sweep.experiments import REGISTRY
+    from sweeplab.sweep.experiments.base import canonical_json
+    from sweeplab.sweep.identity import block_name, grid_points, raw_keys
 
     exp = REGISTRY["sharpness"]
-    block = exp.parse_block(f"depth~{depth}_width~8_dio~1_family~gaussian_seeds~0-3")
+    sec = section(1, depth)
+    points = grid_points(exp, sec).points(np.arange(4))
+    name = block_name(raw_keys(points.keys))
     rng = np.random.default_rng(depth)
     data = exp.empty_points(4, SETTINGS)
-    for name, var in exp.variables.items():
+    for var_name, var in exp.variables.items():
         if var.dtype == "float64":
-            data[name][:] = rng.random(4)
+            data[var_name][:] = rng.random(4)
     data["status"][:] = 0
-    ds = label(exp, block, data, SETTINGS)
-    ds.attrs = {"experiment": "sharpness", "block": block.name}
-    return block.name, ds
+    cost = exp.point_cost(points.columns, SETTINGS)
+    ds = label(exp, points, data, SETTINGS, wall=cost, cost=cost)
+    ds.attrs = {"experiment": "sharpness", "block": name, "version": exp.version,
+                "settings": canonical_json(SETTINGS), "entries": "{}",
+                "salt": json.dumps([])}  # fmt: skip
+    return name, ds
+
+
+def on_grid(ds):
+    """The old block layout: the point dimension unstacked into the grid's dimensions."""
+    dims = ["depth", "width", "dio", "family", "seed"]
+    grid = ds.drop_vars(["key", "point_wall_time", "point_cost"]).set_index(point=dims)
+    return grid.unstack("point")
 
 
 def write_pair(args: tuple[int, str]) -> None:
@@ -73,12 +92,12 @@ def write_pair(args: tuple[int, str]) -> None:
 
     depth, root = args
     name, ds = synthetic(depth)
-    old = Path(root) / "old" / f"{name}.zarr"
+    old = Path(root) / "old" / f"depth~{depth}.zarr"
     new = Path(root) / "new" / f"{name}.zarr.zip"
     if not old.exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds.to_zarr(old, mode="w", zarr_format=3, consolidated=True)
+            on_grid(ds).to_zarr(old, mode="w", zarr_format=3, consolidated=True)
     if not new.exists():
         write_block(ds, new)
 
@@ -110,8 +129,7 @@ def child(task: dict) -> dict:
     t0 = time.perf_counter()
     if task["kind"] == "old":
         sec = section(task["n"])
-        paths = [root / "old" / f"depth~{d}_width~8_dio~1_family~gaussian_seeds~0-3.zarr"
-                 for d in sec["depth"]]  # fmt: skip
+        paths = [root / "old" / f"depth~{d}.zarr" for d in sec["depth"]]
         old_aggregate(paths, Path(task["out"]))
         report = None
     else:
@@ -215,8 +233,8 @@ def main() -> None:
         f"{full['rss_mb']:.0f} MB at {n} ({full['rss_mb'] / small['rss_mb'] - 1:+.1%})"
     )
 
-    name = "depth~2_width~8_dio~1_family~gaussian_seeds~0-3"
-    of, ob, oa = files_and_bytes(root / "old" / f"{name}.zarr")
+    name, _ = synthetic(2)
+    of, ob, oa = files_and_bytes(root / "old" / "depth~2.zarr")
     nf, nb, na = files_and_bytes(root / "new" / f"{name}.zarr.zip")
     print(f"\nper block: old {of} files, {ob / 1e3:.1f} kB ({oa / 1e3:.0f} kB allocated); "
           f"new {nf} file, {nb / 1e3:.1f} kB ({na / 1e3:.0f} kB allocated)")  # fmt: skip

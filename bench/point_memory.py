@@ -10,6 +10,8 @@ estimate and their ratio, plus the fitted coefficients the estimates are built f
 
 import tracemalloc
 
+import numpy as np
+
 from sweeplab.sweep.experiments import REGISTRY
 from sweeplab.sweep.experiments.escape import escape_points
 from sweeplab.sweep.experiments.sharpness import sharpness_point
@@ -32,11 +34,11 @@ def main() -> None:
              (3, 40, 12, 4000)]  # fmt: skip
     for depth, width, dio, dense in cases:
         section = {"depth": [depth], "width": [width], "d_io": [dio], "family": ["balanced"],
-                   "seeds": 1, "seeds_per_block": 1, "gauge_spread": 0.5,
-                   "lanczos_tol": 1e-10, "dense_max_params": dense}  # fmt: skip
-        block = sharp.blocks(section)[0]
-        settings = sharp.block_settings(section, block)
-        need, _ = sharp.point_memory(block, settings)
+                   "seeds": 1, "gauge_spread": 0.5, "lanczos_tol": 1e-10,
+                   "dense_max_params": dense}  # fmt: skip
+        settings = sharp.settings(section)
+        columns = {a.name: a.column(a.coords(section)) for a in sharp.axes}  # the one point
+        need = float(sharp.point_memory(columns, settings)[0][0])
         n = dio * width * 2 + (depth - 2) * width * width
         peak = peak_of(lambda: sharpness_point(depth, width, dio, "balanced", 0, settings))  # noqa: B023
         print(f"           {depth:5d} {width:5d} {dio:4d} {dense:5d} {n:7d} {peak / 1e6:9.1f} "
@@ -47,11 +49,10 @@ def main() -> None:
     for depth, width in [(3, 30), (3, 60), (4, 60)]:
         settings = {"escape_radius": 1e-3, "max_steps": 200, "loss_tol": 1e-20,
                     "track_sharpness": False}  # fmt: skip
-        section = {"depth": [depth], "width": [width], "c": [1.2], "radius": [1e-6], "seeds": 1,
-                   "seeds_per_block": 1, **settings}  # fmt: skip
-        block = esc.blocks(section)[0]
-        need, _ = esc.point_memory(block, esc.block_settings(section, block))
-        peak = peak_of(lambda: escape_points(depth, width, 1.2, 1e-6, [0], settings))  # noqa: B023
+        columns = {"depth": np.array([depth]), "width": np.array([width]), "c": np.array([1.2]),
+                   "radius": np.array([1e-6]), "seed": np.array([0])}  # fmt: skip
+        need = float(esc.point_memory(columns, settings)[0][0])
+        peak = peak_of(lambda: escape_points(depth, width, 1e-6, [(0, 1.2)], settings))  # noqa: B023
         print(f"           {depth:5d} {width:5d} {depth * width**2:7d} {peak / 1e6:9.1f} "
               f"{need / 1e6:12.1f} {need / peak:6.2f} {peak / (8 * width**4):9.2f}")  # fmt: skip
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import psutil
 import pytest
 import xarray as xr
+import yaml
 from distributed import Client
 from distributed.security import Security
 from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
 
-from sweeplab.sweep import open_block, open_dataset, read_block
+from sweeplab.sweep import open_block, open_dataset, plan, read_block
 from sweeplab.sweep.cluster import SchedulerUnavailableError, dask_client
 from sweeplab.sweep.experiments import REGISTRY
 
@@ -77,12 +78,15 @@ def test_executor_profile_runs_grouped_blocks_as_slurm_jobs(slurm, tiny_run, tmp
     assert "SLURM run ID" in proc.stderr
     assert_same_results(tiny_run, tmp_path, ["sharpness", "escape", "channel"])
 
-    # 5 blocks of 3 experiments, grouped per experiment (group-components 20): exactly 3 Slurm
-    # jobs were submitted; aggregate and figures are local rules
+    # the planned blocks of 3 experiments (the same as the local run's: the tiny points fit one
+    # block at the profile's block_seconds too), grouped per experiment (group-components 6):
+    # exactly 3 Slurm jobs were submitted; aggregate and figures are local rules
     known = jobs(slurm)
     submitted = set(known) - before
     stores = sorted((tmp_path / "results" / "blocks").glob("*/*.zarr.zip"))
-    assert len(stores) == 5
+    local = sorted((tiny_run / "results" / "blocks").glob("*/*.zarr.zip"))
+    assert [s.name for s in stores] == [s.name for s in local]
+    assert {s.parent.name for s in stores} == {"sharpness", "escape", "channel"}
     by_job = {open_block(s).attrs["slurm_job_id"]: s.parent.name for s in stores}
     assert set(by_job) == submitted and len(submitted) == 3
     # every block store was written inside its group's Slurm job, which completed with the
@@ -142,34 +146,43 @@ def _cancel_running_block(slurm, workdir: Path, block: str, timeout: float = 300
     raise TimeoutError(f"block {block} never ran")
 
 
-SLOW = "geometry~paper_D~79.4_dt~0.0001_correction~bridge_seed~0"
+#: a block of about one point's estimated cost (the profile sets 600 s): one block per point
+ONE_POINT = ("--config", "block_seconds=0.5")
 
 
-def _cancel_config(workdir: Path) -> None:
-    # Two channel blocks; the dt = 1e-4 one takes ~10-20 s in 8 Dask tasks, which leaves time
-    # to cancel it after its first batch is done.
+def _cancel_config(workdir: Path) -> str:
+    """Write the config; return the name of the slow block (the dt = 1e-4 point's).
+
+    Two channel points, one block each (ONE_POINT); the dt = 1e-4 one takes ~10-20 s in 8 Dask
+    tasks, which leaves time to cancel it after its first batch is done.
+    """
     channel = {"dt": [1e-3, 1e-4], "n_molecules": 16000, "batch_size": 2000}
-    write_config(workdir, experiments=["channel"], channel=channel)
+    path = write_config(workdir, experiments=["channel"], channel=channel)
+    section = yaml.safe_load(path.read_text())["channel"]
+    p = plan("channel", section, workdir / "results" / "blocks" / "channel", block_seconds=0.5)
+    assert len(p.blocks) == 2
+    (slow,) = [b.name for b in p.blocks if p.grid.columns(b.rows)["dt"].tolist() == [1e-4]]
+    return slow
 
 
 def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
     local = tmp_path / "local"
     local.mkdir()
-    _cancel_config(local)
-    snakemake(local)
+    slow = _cancel_config(local)
+    snakemake(local, *ONE_POINT)
 
     # (a) with the profile's retries, a cancelled block job is resubmitted and the run succeeds
     retried = tmp_path / "retried"
     retried.mkdir()
-    _cancel_config(retried)
-    proc = _start(retried, slurm)
+    assert _cancel_config(retried) == slow
+    proc = _start(retried, slurm, *ONE_POINT)
     try:
-        killed = _cancel_running_block(slurm, retried, SLOW)
+        killed = _cancel_running_block(slurm, retried, slow)
     finally:
         out = _finish(proc)
     assert proc.returncode == 0, out[-4000:]
     assert jobs(slurm)[killed]["state"] == "CANCELLED"
-    store = retried / "results" / "blocks" / "channel" / f"{SLOW}.zarr.zip"
+    store = retried / "results" / "blocks" / "channel" / f"{slow}.zarr.zip"
     assert open_block(store).attrs["slurm_job_id"] != killed  # written by the retry
     assert_same_results(local, retried, ["channel"])
     assert not list((retried / "results" / "blocks").glob("*/.*.tmp-*"))
@@ -178,10 +191,10 @@ def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
     # runs exactly the lost block and completes
     reported = tmp_path / "reported"
     reported.mkdir()
-    _cancel_config(reported)
-    proc = _start(reported, slurm, "--retries", "0")
+    assert _cancel_config(reported) == slow
+    proc = _start(reported, slurm, "--retries", "0", *ONE_POINT)
     try:
-        killed = _cancel_running_block(slurm, reported, SLOW)
+        killed = _cancel_running_block(slurm, reported, slow)
     finally:
         out = _finish(proc)
     assert proc.returncode != 0
@@ -189,15 +202,15 @@ def test_scancel_is_retried_or_reported_and_nothing_is_lost(slurm, tmp_path):
     assert "Error in group channel_blocks" in out and f"/{killed}.log" in out
     assert f"JOB {killed} ON" in out and "CANCELLED" in out
     channel = reported / "results" / "blocks" / "channel"
-    assert not (channel / f"{SLOW}.zarr.zip").exists()
+    assert not (channel / f"{slow}.zarr.zip").exists()
     kept = sorted(channel.glob("*.zarr.zip"))  # what the cancelled group finished is whole
     for store in kept:
         read_block(store, "channel")
-    plan = planned_jobs(snakemake(reported, *SLURM_ARGS, "-n", env=slurm.env))
+    dry = planned_jobs(snakemake(reported, *SLURM_ARGS, *ONE_POINT, "-n", env=slurm.env))
     n_figures = len(REGISTRY["channel"].figures)  # one job per figure
-    assert plan == {"channel_block": 2 - len(kept), "aggregate": 1, "figures_channel": n_figures,
-                    "default": 1}  # fmt: skip
-    snakemake(reported, *SLURM_ARGS, env=slurm.env, timeout=900)
+    assert dry == {"channel_block": 2 - len(kept), "aggregate": 1, "figures_channel": n_figures,
+                   "default": 1}  # fmt: skip
+    snakemake(reported, *SLURM_ARGS, *ONE_POINT, env=slurm.env, timeout=900)
     assert_same_results(local, reported, ["channel"])
 
 
@@ -243,7 +256,8 @@ def test_dask_jobqueue_runs_points_on_slurm_workers(slurm, tmp_path):
     assert registered >= 1
     # blocks were light Dask clients of that cluster, not Slurm jobs themselves
     stores = sorted((remote / "results" / "blocks").glob("*/*.zarr.zip"))
-    assert len(stores) == 4
+    assert len(stores) == len(list((local / "results" / "blocks").glob("*/*.zarr.zip")))
+    assert {s.parent.name for s in stores} == {"channel", "sharpness"}
     for store in stores:
         assert "slurm_job_id" not in open_block(store).attrs
         name = store.name.removesuffix(".zarr.zip")

@@ -1,8 +1,9 @@
 """Fixtures of the figure tests: tiny sweeps run through the sweep API, aggregated once.
 
-The blocks are run with :func:`sweeplab.sweep.run_block` (one thread, an in-process Dask
-cluster) and aggregated into ``<experiment>.zarr`` stores, as the pipeline does. The tests draw
-them, or edited copies of them (failed points, non-finite values) for the edge cases.
+Each section is planned (:func:`sweeplab.sweep.plan`), its blocks run from their plan files
+with :func:`sweeplab.sweep.run_plan` (one thread, an in-process Dask cluster) and aggregated
+into ``<experiment>.zarr`` stores, as the pipeline does. The tests draw them, or edited copies
+of them (failed points, non-finite values) for the edge cases.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from sweeplab.sweep import aggregate, open_dataset, provenance, run_block
-from sweeplab.sweep.experiments import REGISTRY
+from sweeplab.sweep import aggregate, open_dataset, plan, provenance, run_plan
 
 REPO = Path(__file__).resolve().parents[2]
 #: the tiny config of the workflow tests
@@ -35,7 +35,7 @@ def tiny_config() -> dict:
 
 
 def build(experiment: str, section: dict, root: Path) -> Path:
-    """Run every block of ``section`` and aggregate them; return the store's path.
+    """Plan ``section``, run every planned block and aggregate them; return the store's path.
 
     RuntimeWarnings are not errors here (``pyproject.toml`` makes them errors in the tests):
     the stores must hold what the pipeline would write for the config.
@@ -45,9 +45,9 @@ def build(experiment: str, section: dict, root: Path) -> Path:
     blocks.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("default", RuntimeWarning)
-        for block in REGISTRY[experiment].blocks(section):
-            out = blocks / f"{block.name}.zarr.zip"
-            run_block(experiment, block.name, config, out, threads=1)
+        p = plan(experiment, section, blocks)
+        for path in p.write_plan_files(root / "plans" / experiment):
+            run_plan(path, blocks / f"{path.stem}.zarr.zip", dask=config["dask"], threads=1)
         store = root / f"{experiment}.zarr"
         aggregate(experiment, section, blocks, store, attrs=provenance({experiment: section}))
     return store

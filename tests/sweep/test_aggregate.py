@@ -1,28 +1,40 @@
-"""Incremental aggregation against an independent reference: xarray's combine_by_coords of
-the block datasets themselves (the pre-registry aggregation path)."""
+"""Incremental aggregation against an independent reference: the block datasets themselves,
+unstacked from their point dimension to the grid and combined by xarray's combine_by_coords."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
 import xarray as xr
-from synth import sharp_section, synthetic_block, write_blocks
+from synth import named, points_of, sharp_section, synthetic_block, write_blocks
 
 from sweeplab.sweep import CorruptBlockError, aggregate, open_dataset
-from sweeplab.sweep.aggregate import MANIFEST, MissingBlocksError
+from sweeplab.sweep.aggregate import MANIFEST, MissingPointsError
 from sweeplab.sweep.blockstore import write_block
 from sweeplab.sweep.experiments import REGISTRY
+from sweeplab.sweep.identity import grid_points
+
+TABLE = ["key", "point_wall_time", "point_cost"]
+
+
+def on_grid(ds):
+    """A block dataset with its ``point`` dimension unstacked into the experiment's grid dims."""
+    exp = REGISTRY[ds.attrs["experiment"]]
+    dims = [a.dimension for a in exp.axes]
+    return ds.drop_vars(TABLE).set_index(point=dims).unstack("point")
 
 
 def reference(datasets):
     ds = xr.combine_by_coords(
-        list(datasets), compat="no_conflicts", data_vars="all", coords="different",
-        join="outer", combine_attrs="drop",
+        [on_grid(d) for d in datasets], compat="no_conflicts", data_vars="all",
+        coords="different", join="outer", combine_attrs="drop",
     )  # fmt: skip
     return ds
 
@@ -55,8 +67,10 @@ def test_full_then_incremental_add_change_remove(tmp_path, blocks_dir):
     assert (r.mode, r.blocks_read) == ("unchanged", 0)
 
     # one block recomputed (other values): only it is read, in place
-    name = "depth~3_width~4_dio~2_family~gaussian_seeds~2-3"
-    changed = synthetic_block(REGISTRY["sharpness"].parse_block(name), offset=10.0, failed=[0])
+    name = named(blocks, depth=3, dio=2, family="gaussian", seed=2)
+    changed = synthetic_block("sharpness", section, points_of(blocks[name]), offset=10.0,
+                              failed=[0])  # fmt: skip
+    assert changed.attrs["block"] == name
     write_block(changed, blocks_dir / f"{name}.zarr.zip")
     blocks[name] = changed
     r = aggregate("sharpness", section, blocks_dir, out)
@@ -74,7 +88,9 @@ def test_full_then_incremental_add_change_remove(tmp_path, blocks_dir):
     narrower = sharp_section(depth=(2, 6), family=("gaussian",))
     r = aggregate("sharpness", narrower, blocks_dir, out)
     assert (r.mode, r.blocks_read, r.n_blocks) == ("rebuild", 0, 8)
-    kept = [ds for n, ds in blocks.items() if "gaussian" in n and ("h~2_" in n or "h~6_" in n)]
+    kept = [ds for ds in blocks.values()
+            if (ds.family == "gaussian").all() and np.isin(ds.depth, [2, 6]).all()]  # fmt: skip
+    assert len(kept) == 8
     assert_matches(out, kept)
 
     # and a full rebuild from the files agrees with the incremental result
@@ -89,20 +105,24 @@ def test_escape_trajectories_and_padded_minimizers(tmp_path):
     blocks_dir = tmp_path / "escape"
     section = {
         "depth": [2, 3], "width": [1, 2], "c": [0.9, 1.1], "radius": [1e-9], "seeds": 2,
-        "seeds_per_block": 1, "escape_radius": 1e-3, "max_steps": 50, "loss_tol": 1e-20,
+        "escape_radius": 1e-3, "max_steps": 50, "loss_tol": 1e-20,
     }  # fmt: skip
-    blocks = write_blocks(blocks_dir, section, "escape")
+    blocks = write_blocks(blocks_dir, section, "escape", per_block=1)
+    assert len(blocks) == 16
     out = tmp_path / "escape.zarr"
     aggregate("escape", section, blocks_dir, out)
     got = open_dataset(out).load()
     assert got.sizes["param"] == 3 * 2 * 2  # the largest chain: depth 3, width 2
     for ds in blocks.values():
-        sel = {d: ds[d].values for d in ("depth", "width", "c", "radius", "seed")}
-        np.testing.assert_array_equal(got.loss.sel(sel).values, ds.loss.values)
-        w = got.w_star.sel({d: sel[d] for d in ("depth", "width", "seed")})
-        n = ds.sizes["param"]
-        np.testing.assert_array_equal(w.isel(param=slice(0, n)).values, ds.w_star.values)
-        assert np.isnan(w.isel(param=slice(n, None)).values).all()
+        for i in range(ds.sizes["point"]):
+            p = ds.isel(point=i)
+            sel = {d: p[d].item() for d in ("depth", "width", "c", "radius", "seed")}
+            np.testing.assert_array_equal(got.loss.sel(sel).values, p.loss.values)
+            w = got.w_star.sel({d: sel[d] for d in ("depth", "width", "seed")})
+            n = sel["depth"] * sel["width"] ** 2
+            np.testing.assert_array_equal(w.isel(param=slice(0, n)).values,
+                                          p.w_star.values[:n])  # fmt: skip
+            assert np.isnan(w.isel(param=slice(n, None)).values).all()
 
 
 def test_damaged_or_foreign_block_is_named_and_the_aggregate_kept(tmp_path, blocks_dir):
@@ -121,31 +141,68 @@ def test_damaged_or_foreign_block_is_named_and_the_aggregate_kept(tmp_path, bloc
         aggregate("sharpness", section, blocks_dir, tmp_path / "other.zarr", full=True)
     assert not (tmp_path / "other.zarr").exists()
     # a block of another experiment under this block's name
-    esc = REGISTRY["escape"].parse_block("depth~2_width~1_c~1.1_radius~1e-09_seeds~0-0")
-    foreign = synthetic_block(esc, settings={"max_steps": 10})
-    foreign.attrs["block"] = name
+    esc_section = {
+        "depth": [2], "width": [1], "c": [1.1], "radius": [1e-9], "seeds": 1,
+        "escape_radius": 1e-3, "max_steps": 10, "loss_tol": 1e-20,
+    }  # fmt: skip
+    esc_points = grid_points(REGISTRY["escape"], esc_section).points(np.arange(1))
+    foreign = synthetic_block("escape", esc_section, esc_points, name=name)
     write_block(foreign, path)
     with pytest.raises(CorruptBlockError, match="holds a 'escape' block"):
         aggregate("sharpness", section, blocks_dir, out)
     path.unlink()
-    with pytest.raises(MissingBlocksError, match=f"1 of 24 block.*missing.*{name}"):
+    first = blocks[name].isel(point=0)
+    params = ", ".join(f"'{a.name}': {first[a.dimension].item()!r}"
+                       for a in REGISTRY["sharpness"].axes)  # fmt: skip
+    with pytest.raises(MissingPointsError) as err:
         aggregate("sharpness", section, blocks_dir, out)
+    assert f"2 of 48 point(s) are in no block of {blocks_dir}" in str(err.value)
+    assert f"(first: {{{params}}})" in str(err.value) and "snakemake" in str(err.value)
     xr.testing.assert_identical(open_dataset(out).load(), before)
 
 
-def test_failed_update_leaves_the_old_store_untouched(tmp_path, blocks_dir):
-    out = tmp_path / "sharpness.zarr"
+def _edit_member(path, member, source):
+    """Replace zip member ``member`` with the (same shape and dtype) data of ``source``: a
+    consistent zip whose content changed (its point table still reads)."""
+    tmp = path.with_suffix(".new")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+        other = src.read(source)
+        for info in src.infolist():
+            dst.writestr(info, other if info.filename == member else src.read(info))
+    os.replace(tmp, path)
+
+
+@pytest.fixture(scope="module")
+def aggregated80(tmp_path_factory):
+    """80 blocks (10 depths) and their aggregate, written once; tests edit copies."""
+    root = tmp_path_factory.mktemp("agg80")
     section = sharp_section(depth=range(2, 12))
-    blocks = write_blocks(blocks_dir, section)
-    aggregate("sharpness", section, blocks_dir, out)
+    blocks = write_blocks(root / "blocks", section)
+    aggregate("sharpness", section, root / "blocks", root / "sharpness.zarr")
+    return root, section, blocks
+
+
+@pytest.mark.parametrize("damage", ["edited", "truncated"])
+def test_failed_update_leaves_the_old_store_untouched(tmp_path, aggregated80, damage):
+    root, section, blocks = aggregated80
+    blocks_dir, out = tmp_path / "blocks", tmp_path / "sharpness.zarr"
+    shutil.copytree(root / "blocks", blocks_dir)
+    shutil.copytree(root / "sharpness.zarr", out)
+    assert len(blocks) == 80
     files = {p: (p.stat().st_ino, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
-    good = "depth~2_width~4_dio~1_family~balanced_seeds~0-1"
-    write_block(synthetic_block(REGISTRY["sharpness"].parse_block(good), offset=5.0),
+    # blocks are read in name order: the good one is written into the copy before the bad one
+    good, bad_name = sorted(blocks)[0], sorted(blocks)[-1]
+    write_block(synthetic_block("sharpness", section, points_of(blocks[good]), offset=5.0),
                 blocks_dir / f"{good}.zarr.zip")  # fmt: skip
-    bad = blocks_dir / "depth~11_width~4_dio~2_family~gaussian_seeds~2-3.zarr.zip"
-    bad.write_bytes(bad.read_bytes()[:200])
-    with pytest.raises(CorruptBlockError, match=bad.name):
+    bad = blocks_dir / f"{bad_name}.zarr.zip"
+    if damage == "edited":  # fails when its values are read, in the middle of the update
+        _edit_member(bad, "bound/c/0", "exact/c/0")
+    else:  # fails when the ledger reads its point table, before anything is written
+        bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(CorruptBlockError, match=bad.name) as err:
         aggregate("sharpness", section, blocks_dir, out)
+    if damage == "edited":
+        assert "digest" in str(err.value)
     after = {p: (p.stat().st_ino, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
     assert after == files  # same files, same inodes, same bytes
     assert not list(tmp_path.glob(".sharpness.zarr.*"))
@@ -154,8 +211,8 @@ def test_failed_update_leaves_the_old_store_untouched(tmp_path, blocks_dir):
 
 @pytest.mark.slow
 def test_killed_aggregate_leaves_old_or_new_and_the_next_run_is_right(tmp_path, blocks_dir):
-    section = sharp_section(depth=range(2, 42), seeds=8, per_block=2)
-    blocks = write_blocks(blocks_dir, section)
+    section = sharp_section(depth=range(2, 42), seeds=8)
+    blocks = write_blocks(blocks_dir, section, per_block=2)
     out = tmp_path / "sharpness.zarr"
     code = (
         "import sys, json; from sweeplab.sweep import aggregate; "
@@ -172,6 +229,4 @@ def test_killed_aggregate_leaves_old_or_new_and_the_next_run_is_right(tmp_path, 
         aggregate("sharpness", section, blocks_dir, out)
         assert_matches(out, blocks.values())
         assert not list(tmp_path.glob(".sharpness.zarr.*"))
-        import shutil
-
         shutil.rmtree(out)

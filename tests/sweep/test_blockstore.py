@@ -7,25 +7,32 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from synth import synthetic_block
+from synth import sharp_section, synthetic_block
 
 from sweeplab.sweep.blockstore import (
     CorruptBlockError,
     _read_with_zarr,
     open_block,
     read_block,
+    read_point_table,
     write_block,
 )
 from sweeplab.sweep.experiments import REGISTRY
+from sweeplab.sweep.identity import grid_points
 
-NAME = "depth~3_width~4_dio~2_family~gauge_seeds~0-1"
+SECTION = sharp_section(depth=(3,), family=("gauge",), seeds=4)
+SECTION["d_io"] = [2]
+
+
+def _block(seeds=(0, 1), **kw):
+    grid = grid_points(REGISTRY["sharpness"], SECTION)
+    return synthetic_block("sharpness", SECTION, grid.points(np.asarray(seeds)), **kw)
 
 
 @pytest.fixture
 def block_file(tmp_path):
-    block = REGISTRY["sharpness"].parse_block(NAME)
-    ds = synthetic_block(block, failed=[1])
-    path = tmp_path / f"{NAME}.zarr.zip"
+    ds = _block(failed=[1])
+    path = tmp_path / f"{ds.attrs['block']}.zarr.zip"
     write_block(ds, path)
     return path, ds
 
@@ -39,6 +46,11 @@ def test_one_file_readable_by_plain_zarr_and_xarray(block_file, tmp_path):
         assert opened[name].attrs["units"] == ds[name].attrs["units"]
     assert opened.status.attrs["flag_meanings"] == "ok failed"
     assert open_block(path).attrs["sweeplab_digest"].startswith("sha256:")
+    # format 2: one point dimension; keys and parameters as its coordinates
+    assert dict(opened.sizes) == {"point": 2}
+    assert opened.key.values.tolist() == ds.key.values.tolist()
+    assert opened.seed.values.tolist() == [0, 1]
+    assert opened.attrs["sweeplab_format"] == "sweeplab-block-2"
 
 
 def test_fast_reader_equals_zarr_reader(block_file):
@@ -48,7 +60,11 @@ def test_fast_reader_equals_zarr_reader(block_file):
     assert set(fast.arrays) == set(ds.variables)
     for name, values in fast.arrays.items():
         np.testing.assert_array_equal(values, np.asarray(slow[name]))
-    assert str(fast.arrays["error"][0, 0, 0, 0, 1]).startswith("RuntimeError: point 1")
+    assert str(fast.arrays["error"][1]).startswith("RuntimeError: point 1")
+    table = read_point_table(path, "sharpness")
+    assert set(table.arrays) == {"key", "status", "point_wall_time", "point_cost"}
+    assert table.arrays["status"].tolist() == [0, 1]
+    np.testing.assert_array_equal(table.arrays["key"], ds.key.values)
 
 
 def _rewrite(path, drop=None, edit=None):
@@ -56,7 +72,7 @@ def _rewrite(path, drop=None, edit=None):
     same shape and dtype) data of ``exact`` -- a consistent zip whose content changed."""
     tmp = path.with_suffix(".new")
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
-        other = src.read("exact/c/0/0/0/0/0")
+        other = src.read("exact/c/0")
         for info in src.infolist():
             data = src.read(info)
             if info.filename == drop:
@@ -79,28 +95,32 @@ def test_damaged_block_is_named(block_file, tmp_path, damage):
     elif damage == "flip-byte":  # bit rot inside a member: the zip CRC no longer matches
         raw = bytearray(path.read_bytes())
         with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo("exact/c/0/0/0/0/0")
+            info = zf.getinfo("exact/c/0")
         raw[info.header_offset + 30 + len(info.filename) + 3] ^= 0xFF
         path.write_bytes(bytes(raw))
     elif damage == "delete-member":
-        _rewrite(path, drop="exact/c/0/0/0/0/0")
+        _rewrite(path, drop="exact/c/0")
     elif damage == "edit-member":  # a consistent zip whose content was changed
-        _rewrite(path, edit="bound/c/0/0/0/0/0")
+        _rewrite(path, edit="bound/c/0")
     elif damage == "other-experiment":
         with pytest.raises(CorruptBlockError, match="not a 'escape' one"):
             read_block(path, "escape")
         return
-    elif damage == "renamed":
-        expected = path.with_name("depth~3_width~4_dio~2_family~gauge_seeds~2-3.zarr.zip")
+    elif damage == "renamed":  # the file of another block's name (seeds 2 and 3)
+        expected = path.with_name(f"{_block(seeds=(2, 3)).attrs['block']}.zarr.zip")
+        assert expected != path
         path.rename(expected)
     with pytest.raises(CorruptBlockError) as err:
         read_block(expected, "sharpness")
     if damage == "edit-member":
         assert "digest" in str(err.value)
-    assert str(expected) in str(err.value) and "snakemake --force" in str(err.value)
+    if damage == "renamed":
+        assert f"holds block {path.name.removesuffix('.zarr.zip')!r}" in str(err.value)
+    assert str(expected) in str(err.value)
+    assert "delete it and re-run `snakemake`" in str(err.value)
 
 
 def test_block_path_must_be_a_zip(tmp_path):
-    ds = synthetic_block(REGISTRY["sharpness"].parse_block(NAME))
+    ds = _block()
     with pytest.raises(ValueError, match=r"must end in \.zarr\.zip"):
         write_block(ds, tmp_path / "x.zarr")

@@ -3,13 +3,13 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from distributed import LocalCluster
+from synth import at, run_section
 
 from sweeplab import mcvd
 from sweeplab.plots import channel as channel_plots
-from sweeplab.sweep import Block, compute_block, open_dataset, point_seed, validate_config
+from sweeplab.sweep import open_block, open_dataset, point_seed, validate_config
 from sweeplab.sweep.aggregate import aggregate
-from sweeplab.sweep.blockstore import write_block
-from sweeplab.sweep.cluster import dask_client
 from sweeplab.sweep.experiments import REGISTRY
 
 GEOMETRIES = {
@@ -26,30 +26,29 @@ MODELS = {"free": "free", "first_order": "first-order", "convolved": "first-orde
           "image_chain": "image-chain", "exact": "exact"}  # fmt: skip
 
 
-def _block(geometry):
-    return Block("channel", {"geometry": geometry, "D": 79.4, "dt": 1e-3,
-                             "correction": "bridge", "seed": 3})  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def blocks():
-    """Computed block datasets of every geometry of SECTION (one Dask client)."""
-    with dask_client(2) as client:
-        return {
-            name: compute_block(_block(name), {"channel": SECTION}, client) for name in GEOMETRIES
-        }
-
-
-@pytest.fixture(scope="module")
-def aggregated(blocks, tmp_path_factory):
-    """The aggregate of those blocks, as the pipeline writes it."""
+def computed(tmp_path_factory):
+    """SECTION planned and computed by run_plan (one block of every geometry), aggregated."""
     tmp = tmp_path_factory.mktemp("channel")
-    for name, ds in blocks.items():
-        block = _block(name).name
-        ds = ds.assign_attrs(experiment="channel", block=block)
-        write_block(ds, tmp / "blocks" / f"{block}.zarr.zip")
-    aggregate("channel", SECTION, tmp / "blocks", tmp / "channel.zarr")
-    return open_dataset(tmp / "channel.zarr").load()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
+        p = run_section("channel", SECTION, tmp, cluster.scheduler_address)
+    assert len(p.blocks) == 1 and p.counts()["pending"] == len(GEOMETRIES)
+    block = open_block(tmp / "blocks" / "channel" / f"{p.blocks[0].name}.zarr.zip")
+    aggregate("channel", SECTION, tmp / "blocks" / "channel", tmp / "channel.zarr")
+    return block, open_dataset(tmp / "channel.zarr").load()
+
+
+@pytest.fixture(scope="module")
+def blocks(computed):
+    """Each geometry's point of the computed block."""
+    return {name: at(computed[0], geometry=name) for name in GEOMETRIES}
+
+
+@pytest.fixture(scope="module")
+def aggregated(computed):
+    """The aggregate of that block, as the pipeline writes it."""
+    return computed[1]
 
 
 @pytest.mark.parametrize("name", ["gap1", "slab20"])
@@ -116,10 +115,12 @@ def test_block_matches_direct_mcvd_calls(blocks, name):
     assert float(ds.relerr_exact) == pytest.approx(exact[-1] / f[-1] - 1, rel=1e-12)
 
 
-def test_new_variables_declared_with_units_and_inner_dims(blocks):
+def test_new_variables_declared_with_units_and_inner_dims(blocks, computed):
     ds = blocks["paper"]
+    assert computed[0].isi_exact.dims == ("point", "Ts", "tap")
     exp = REGISTRY["channel"]
-    assert set(ds.data_vars) == set(exp.variables)
+    # the variables, and the point table (wall time and the planner's cost estimate)
+    assert set(ds.data_vars) == set(exp.variables) | {"point_wall_time", "point_cost"}
     new = ["fraction_exact", "rate_exact", "fraction_image_chain", "rate_image_chain",
            "relerr_first_order_exact", "nrmse_image_chain_exact", "zscore_sim_exact",
            "peak_time_sim", "peak_rate_sim_se", "received_exact", "isi_sim", "isi_sim_se",

@@ -141,20 +141,22 @@ def test_bad_timeout_is_named(timeout):
 
 
 def test_run_block_reports_missing_scheduler_file_in_one_line(tmp_path):
-    settings = {"depth": [3], "width": [4], "d_io": [2], "family": ["balanced"], "seeds": 2,
-                "seeds_per_block": 2, "gauge_spread": 0.5, "lanczos_tol": 1e-12,
-                "dense_max_params": 0}  # fmt: skip
+    from sweeplab.sweep import plan
+
+    section = {"depth": [3], "width": [4], "d_io": [2], "family": ["balanced"], "seeds": 2,
+               "gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 0}  # fmt: skip
+    (path,) = plan("sharpness", section, tmp_path / "blocks").write_plan_files(tmp_path / "plans")
+    out = tmp_path / "blocks" / f"{path.stem}.zarr.zip"
     missing = tmp_path / "sched.json"
-    cmd = [str(BIN / "sweeplab"), "run-block", "sharpness",
-           "depth~3_width~4_dio~2_family~balanced_seeds~0-1", "--settings", json.dumps(settings),
+    cmd = [str(BIN / "sweeplab"), "run-block", str(path),
            "--dask", json.dumps({"scheduler_file": str(missing), "timeout": 1}),
-           "--out", str(tmp_path / "b.zarr.zip")]  # fmt: skip
+           "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and str(missing) in errors[0], proc.stderr
-    assert not (tmp_path / "b.zarr.zip").exists()
+    assert not out.exists()
 
 
 @pytest.fixture

@@ -1,46 +1,47 @@
 """Escape experiment through the sweep layer: settings, the 2/eta check and its figures."""
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from distributed import LocalCluster
 from matplotlib.text import Text
+from synth import at, run_section, select
 
 from sweeplab import dmf
 from sweeplab.plots import escape as figs
-from sweeplab.sweep import Block, compute_block, open_dataset
+from sweeplab.sweep import compute_points, open_dataset, provenance
 from sweeplab.sweep.aggregate import aggregate
-from sweeplab.sweep.blockstore import write_block
 from sweeplab.sweep.cluster import dask_client
 from sweeplab.sweep.experiments import REGISTRY, escape_minimizer
 from sweeplab.sweep.experiments.escape import STABILITY_RTOL, stability_violations
 
 ESC = {
     "depth": [4], "width": [1], "c": [1.1], "radius": [1e-9], "seeds": 2,
-    "seeds_per_block": 2, "escape_radius": 1e-3, "max_steps": 2000, "loss_tol": 1e-20,
+    "escape_radius": 1e-3, "max_steps": 2000, "loss_tol": 1e-20,
 }  # fmt: skip
 ESCAPED = dmf.OUTCOMES.index("escaped")
+EXP = REGISTRY["escape"]
 
 
-def _block(depth, width, c, seeds="0-1"):
-    return Block("escape", {"depth": depth, "width": width, "c": c, "radius": 1e-9,
-                            "seeds": seeds})  # fmt: skip
+def _compute(section, client, **where):
+    """The block dataset of the points of ``section`` matching ``where``."""
+    return compute_points(EXP, select("escape", section, **where), section, client)
 
 
-def _dataset(tmp_path, **section):
-    """Compute every block of an escape section and aggregate it (the pipeline's store)."""
+@pytest.fixture(scope="module")
+def address():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
+        yield cluster.scheduler_address
+
+
+def _dataset(tmp_path, address, **section):
+    """Plan and compute an escape section, and aggregate it (the pipeline's store)."""
     sec = {**ESC, **section}
-    exp = REGISTRY["escape"]
-    blocks = tmp_path / "blocks"
-    blocks.mkdir(parents=True)
-    with dask_client(2) as client:
-        for block in exp.blocks(sec):
-            ds = compute_block(block, {"escape": sec}, client)
-            ds.attrs = {"experiment": "escape", "block": block.name}
-            write_block(ds, blocks / f"{block.name}.zarr.zip")
+    run_section("escape", sec, tmp_path, address)
     out = tmp_path / "escape.zarr"
-    aggregate("escape", sec, blocks, out, attrs={"config": json.dumps({"escape": sec})})
+    aggregate("escape", sec, tmp_path / "blocks" / "escape", out,
+              attrs=provenance({"escape": sec}))  # fmt: skip
     return open_dataset(out).load()
 
 
@@ -52,37 +53,39 @@ def _texts(fig):
 
 def test_track_sharpness_is_stored_over_step_and_nan_when_off():
     with dask_client(1) as client:
-        on = compute_block(_block(4, 1, 1.1), {"escape": {**ESC, "track_sharpness": True}},
-                           client).squeeze()  # fmt: skip
-        off = compute_block(_block(4, 1, 1.1), {"escape": ESC}, client).squeeze()
-    assert on.checkpoint_sharpness.dims == ("seed", "step")
+        on = _compute({**ESC, "track_sharpness": True}, client)
+        off = _compute(ESC, client)
+    assert on.checkpoint_sharpness.dims == ("point", "step")
     assert on.checkpoint_sharpness.attrs["units"] == "1"
     assert np.isnan(off.checkpoint_sharpness.values).all()
     ws = [escape_minimizer(4, 1, s)[0] for s in (0, 1)]
     etas = [1.1 * 2 / dmf.sharpness(w) for w in ws]
     direct = dmf.escape_batch(ws, etas, max_steps=2000, track_sharpness=True)
     for seed, r in zip((0, 1), direct, strict=True):
-        got = on.checkpoint_sharpness.sel(seed=seed).values
+        point = at(on, seed=seed)
+        got = point.checkpoint_sharpness.values
         assert np.isfinite(got).all()
         np.testing.assert_allclose(got, r.checkpoint_sharpness, rtol=1e-9)
         # at w* + 1e-9 v_1 the full-Hessian sharpness is lambda* up to O(1e-9)
-        assert got[0] == pytest.approx(float(on.sharpness_star.sel(seed=seed)), rel=1e-6)
+        assert got[0] == pytest.approx(float(point.sharpness_star), rel=1e-6)
         # the last checkpoint of a converged run is the final iterate
-        assert got[-1] == pytest.approx(float(on.final_sharpness.sel(seed=seed)), rel=1e-6)
-    # everything else is what the run without tracking gives
+        assert got[-1] == pytest.approx(float(point.final_sharpness), rel=1e-6)
+    # everything else is what the run without tracking gives (same points, same order)
+    assert on.key.values.tolist() != off.key.values.tolist()  # a setting: other points
+    assert on.seed.values.tolist() == off.seed.values.tolist()
     np.testing.assert_array_equal(on.loss.values, off.loss.values)
 
 
 def test_escaped_runs_end_at_most_two_over_eta():
     """Every escaped run lands on a minimizer with sharpness <= (2/eta)(1 + 1e-6)."""
-    section = {**ESC, "seeds": 4, "seeds_per_block": 4, "max_steps": 20000}
+    section = {**ESC, "seeds": 4, "max_steps": 20000, "width": [1, 4], "c": [1.01, 1.1, 1.5]}
     parts = []
     with dask_client(2) as client:
-        for width in (1, 4):
-            for c in (1.01, 1.1, 1.5):
-                ds = compute_block(_block(4, width, c, "0-3"), {"escape": section}, client)
-                parts.append(ds)
-                assert stability_violations(ds) == []
+        for width in (1, 4):  # one batch of every c and seed per chain shape
+            ds = _compute(section, client, width=width)
+            assert ds.sizes["point"] == 12
+            parts.append(ds)
+            assert stability_violations(ds) == []
     n_escaped = 0
     for ds in parts:
         esc = (ds.outcome == ESCAPED).values
@@ -97,20 +100,23 @@ def test_escaped_runs_end_at_most_two_over_eta():
 
 def test_stability_violations_names_the_point():
     with dask_client(1) as client:
-        ds = compute_block(_block(4, 1, 1.1), {"escape": {**ESC, "max_steps": 20000}}, client)
+        ds = _compute({**ESC, "max_steps": 20000}, client)
     assert (ds.outcome == ESCAPED).all() and stability_violations(ds) == []
     bad = ds.copy(deep=True)
-    bad["final_sharpness"][..., 1] = bad.two_over_eta[..., 1] * (1 + 1e-3)
+    one = int(np.flatnonzero(bad.seed.values == 1)[0])
+    zero = int(np.flatnonzero(bad.seed.values == 0)[0])
+    bad["final_sharpness"][one] = bad.two_over_eta[one] * (1 + 1e-3)
     (text,) = stability_violations(bad)
     assert "depth=4 width=1 c=1.1 radius=1e-09 seed=1" in text and "> 2/eta" in text
-    bad["final_sharpness"][..., 0] = np.nan  # an escaped run without a final sharpness
+    bad["final_sharpness"][zero] = np.nan  # an escaped run without a final sharpness
     assert len(stability_violations(bad)) == 2
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory):
+def mixed(tmp_path_factory, address):
     """Depth 4 scalar: c = 0.9 stays, 1.1 escapes, 3 diverges (seeds 0 and 1)."""
-    return _dataset(tmp_path_factory.mktemp("mixed"), c=[0.9, 1.1, 3.0], max_steps=20000)
+    return _dataset(tmp_path_factory.mktemp("mixed"), address, c=[0.9, 1.1, 3.0],
+                    max_steps=20000)  # fmt: skip
 
 
 def test_figures_draw_the_computed_dataset(mixed):
@@ -125,8 +131,8 @@ def test_figures_draw_the_computed_dataset(mixed):
     assert "fraction of seeds" in _texts(figs.escape_phase(mixed))
 
 
-def test_figures_without_escapes_say_so(tmp_path):
-    ds = _dataset(tmp_path, c=[0.5, 0.9], max_steps=300)
+def test_figures_without_escapes_say_so(tmp_path, address):
+    ds = _dataset(tmp_path, address, c=[0.5, 0.9], max_steps=300)
     assert not (ds.outcome == ESCAPED).any()
     assert "no run left the escape ball" in _texts(figs.escape_contour(ds))
     assert "no run left the escape ball" in _texts(figs.escape_steps(ds))

@@ -16,7 +16,7 @@ from synth import sharp_section, write_blocks
 from sweeplab.cli import main
 from sweeplab.sweep import aggregate, provenance
 
-SECTION = sharp_section(depth=(2, 3), family=("balanced",), seeds=2, per_block=2)
+SECTION = sharp_section(depth=(2, 3), family=("balanced",), seeds=2)
 
 
 def _make_results(root, offset=0.0):

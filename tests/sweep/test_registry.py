@@ -19,19 +19,24 @@ BIN = Path(sys.executable).parent
 def test_schema_enum_and_sections_match_the_registry():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["properties"]["experiments"]["items"]["enum"] == list(EXPERIMENTS)
-    assert {k for k in schema["properties"] if k not in ("experiments", "dask")} == set(REGISTRY)
+    top = {"experiments", "dask", "block_seconds", "block_mem_mb", "retry_failed"}
+    assert {k for k in schema["properties"] if k not in top} == set(REGISTRY)
     for name, exp in REGISTRY.items():
         section = schema["properties"][name]
-        for axis in exp.axes:  # every axis (and chunk size) is a required key of the section
+        for axis in exp.axes:  # every axis is a required key of the section
             assert axis.key in section["required"], (name, axis.key)
-            if axis.per_block:
-                assert axis.per_block in section["required"], (name, axis.per_block)
+            if axis.kind == "count":  # a count of values (seeds), no longer chunked per block
+                assert section["properties"][axis.key]["type"] == "integer", (name, axis.key)
+        assert "seeds_per_block" not in section["properties"], name
+        assert section["additionalProperties"] is False, name
 
 
 def test_cli_choices_match_the_registry():
-    for command in ("run-block", "aggregate"):
-        param = next(p for p in cli.main.commands[command].params if p.name == "experiment")
-        assert list(param.type.choices) == list(EXPERIMENTS)
+    param = next(p for p in cli.main.commands["aggregate"].params if p.name == "experiment")
+    assert list(param.type.choices) == list(EXPERIMENTS)
+    # run-block names no experiment: its plan file does (checked against the registry there)
+    params = [p.name for p in cli.main.commands["run-block"].params]
+    assert "experiment" not in params and params[0] == "plan"
     # figure names are checked when the command runs (matplotlib is imported only then)
     result = CliRunner().invoke(cli.main, ["figures", "--out", "/nonexistent/x", "bogus"])
     assert result.exit_code == 2

@@ -15,29 +15,33 @@ import pytest
 import xarray as xr
 import yaml
 import zarr
-from wfutil import BIN, REPO, TINY, planned_jobs, snakemake, write_config
+from wfutil import BIN, REPO, TINY, copy_run, planned_jobs, snakemake, write_config
 
 from sweeplab import dmf, mcvd
 from sweeplab.plots import FIGURES
-from sweeplab.sweep import open_block, open_dataset, point_seed
+from sweeplab.sweep import Ledger, open_block, open_dataset, plan, point_seed
 from sweeplab.sweep.experiments import (
     EXPERIMENTS,
     REGISTRY,
-    blocks_for,
     escape_minimizer,
     sharpness_minimizer,
     validate_config,
 )
+from sweeplab.sweep.runner import FAIL_ENV
 
 
 def _tree_state(path):
-    return {
-        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.rglob("*")) if p.is_file()
-    }
+    """Bytes and mtime of every block store under ``path`` (the ledger caches are indexes)."""
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.rglob("*.zarr.zip"))}
 
 
 def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
     res = tiny_run / "results"
+    # the aggregate rule's output is a stamp; the store is written by the job itself
+    for experiment in EXPERIMENTS:
+        assert (res / ".aggregated" / experiment).is_file()
+        assert (res / f"{experiment}.zarr" / "sweeplab-manifest.json").is_file()
+        assert list((res / "plans" / experiment).glob("b*.json"))
     sharp = open_dataset(res / "sharpness.zarr").load()
     assert sharp.family.values.tolist() == ["balanced", "gaussian"]
     assert sharp.seed.values.tolist() == [0, 1] and sharp.depth.values.tolist() == [3]
@@ -170,6 +174,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
             "channel.geometry.x",
         ),
         ({"sharpness": {"depth": []}}, "[]"),
+        ({"sharpness": {"seeds_per_block": 2}}, "seeds_per_block"),
     ]
     for i, (override, needle) in enumerate(cases):
         wd = tmp_path / f"c{i}"
@@ -195,9 +200,11 @@ def test_one_experiment_config_needs_only_its_section(tmp_path, experiment):
     cfg = {"experiments": [experiment], experiment: tiny[experiment]}  # no other section, no dask
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     validate_config(cfg)
-    plan = planned_jobs(snakemake(tmp_path, "-n"))
-    assert plan == {
-        f"{experiment}_block": len(blocks_for(experiment, tiny)),
+    jobs = planned_jobs(snakemake(tmp_path, "-n"))
+    blocks = plan(experiment, tiny[experiment], tmp_path / "results" / "blocks" / experiment)
+    assert len(blocks.blocks) >= 1
+    assert jobs == {
+        f"{experiment}_block": len(blocks.blocks),
         "aggregate": 1,
         f"figures_{experiment}": len(REGISTRY[experiment].figures),  # one job per figure
         "default": 1,
@@ -232,52 +239,108 @@ def test_dot_test_directory_runs_the_workflow_snakefile(tmp_path):
 N_ESCAPE_FIGURES = len(REGISTRY["escape"].figures)
 
 
-def test_incremental_extend_and_settings(tiny_run):
-    blocks = tiny_run / "results" / "blocks"
-    before = _tree_state(blocks)
-    assert planned_jobs(snakemake(tiny_run, "-n")) == {}  # nothing changed: nothing to do
+def _escape_plan(workdir, **section):
+    """The plan of the escape section (the tiny one with ``section``) against ``workdir``."""
+    tiny = yaml.safe_load(TINY.read_text())
+    return plan("escape", {**tiny["escape"], **section},
+                workdir / "results" / "blocks" / "escape")  # fmt: skip
 
-    write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5]})
-    plan = planned_jobs(snakemake(tiny_run, "-n"))
-    assert plan == {
+
+def _escape_values(workdir):
+    ds = open_dataset(workdir / "results" / "escape.zarr").load()
+    ds.attrs = {}
+    return ds.drop_vars(["steps_run"], errors="ignore")
+
+
+def _aggregate_log(workdir):
+    return (workdir / "results" / "logs" / "aggregate" / "escape.log").read_text()
+
+
+def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    blocks = run / "results" / "blocks"
+    assert planned_jobs(snakemake(run, "-n")) == {}  # nothing changed: nothing to do
+    before = _tree_state(blocks)
+    n_before = len(Ledger.load(blocks / "escape", "escape", save=False).keys)
+
+    # c extended in the middle of the list and at its end, seeds 1 -> 2: only the 2 + 2 * 2
+    # new points are computed, in one block; the new c = 1.5 points fail (injected)
+    extended = {"c": [0.9, 1.0, 1.2, 1.5], "seeds": 2}
+    write_config(run, escape=extended)
+    assert _escape_plan(run, **extended).counts() == {"done": 2, "failed": 0, "pending": 6}
+    jobs = planned_jobs(snakemake(run, "-n"))
+    assert jobs == {
         "escape_block": 1,
         "aggregate": 1,
         "figures_escape": N_ESCAPE_FIGURES,
         "default": 1,
     }
-    snakemake(tiny_run)
+    snakemake(run, env={FAIL_ENV: json.dumps({"c": 1.5})})
     after = _tree_state(blocks)
     assert {p: after[p] for p in before} == before  # old block stores untouched (bytes, mtime)
-    assert len(after) > len(before)
-    esc = open_dataset(tiny_run / "results" / "escape.zarr")
-    assert esc.c.values.tolist() == [0.9, 1.2, 1.5]
+    new = [p for p in after if p not in before and p.name.endswith(".zarr.zip")]
+    assert len(new) == 1 and open_block(new[0]).sizes["point"] == 6
+    assert len(Ledger.load(blocks / "escape", "escape", save=False).keys) == n_before + 6
+    esc = open_dataset(run / "results" / "escape.zarr").load()
+    assert esc.c.values.tolist() == [0.9, 1.0, 1.2, 1.5] and esc.seed.values.tolist() == [0, 1]
+    assert (esc.status.sel(c=1.5) == 1).all() and (esc.status.sel(c=[0.9, 1.0, 1.2]) == 0).all()
+    assert "injected failure" in str(esc.error.sel(c=1.5, seed=0).item())
+    assert "2 failed point(s)" in _aggregate_log(run)
+    # the failed points are kept until retried; retry_failed recomputes just them
+    assert planned_jobs(snakemake(run, "-n")) == {}
+    snakemake(run, "--config", "retry_failed=True")
+    retried = [p for p in _tree_state(blocks) if p not in after and p.name.endswith(".zarr.zip")]
+    assert len(retried) == 1 and open_block(retried[0]).sizes["point"] == 2
+    esc = open_dataset(run / "results" / "escape.zarr").load()
+    assert int(esc.status.sum()) == 0 and esc.loss.sel(c=1.5).notnull().any()
+    assert "0 failed point(s)" in _aggregate_log(run)
+    assert planned_jobs(snakemake(run, "-n")) == {}
+    reference = _escape_values(run)
 
-    # a numerical setting of one experiment re-runs exactly that experiment's blocks
-    write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5], "max_steps": 2500})
-    plan = planned_jobs(snakemake(tiny_run, "-n"))
-    assert plan == {
-        "escape_block": 3,
+    # a numerical setting recomputes every point of that experiment (and nothing else) ...
+    write_config(run, escape={**extended, "max_steps": 2500})
+    changed = _escape_plan(run, **extended, max_steps=2500)
+    assert changed.counts() == {"done": 0, "failed": 0, "pending": 8}
+    jobs = planned_jobs(snakemake(run, "-n"))
+    assert jobs == {
+        "escape_block": len(changed.blocks),
         "aggregate": 1,
         "figures_escape": N_ESCAPE_FIGURES,
         "default": 1,
     }
-    write_config(tiny_run, escape={"c": [0.9, 1.2, 1.5]})
+    snakemake(run)
+    assert open_dataset(run / "results" / "escape.zarr").attrs["config"] != reference.attrs.get(
+        "config", ""
+    )
+    # ... and switching it back recomputes nothing: the old blocks are still there
+    write_config(run, escape=extended)
+    jobs = planned_jobs(snakemake(run, "-n"))
+    assert jobs == {"aggregate": 1, "figures_escape": N_ESCAPE_FIGURES, "default": 1}
+    snakemake(run)
+    xr.testing.assert_identical(_escape_values(run), reference)
 
-    # a deleted block is recomputed and re-aggregated (only it is read)
-    victim = next((blocks / "escape").glob("*c~1.2*.zarr.zip"))
+    # a deleted block is recomputed (the same points: the same name) and only it is read
+    # (the tiny run's block: every point it holds is held by it alone)
+    holders = _escape_plan(run, **extended).holder_blocks
+    (victim,) = [p for p in before if p.parent.name == "escape"]
+    assert victim.name.removesuffix(".zarr.zip") in holders
     victim.unlink()
-    plan = planned_jobs(snakemake(tiny_run, "-n"))
-    assert plan == {
+    assert planned_jobs(snakemake(run, "-n")) == {
         "escape_block": 1,
         "aggregate": 1,
         "figures_escape": N_ESCAPE_FIGURES,
         "default": 1,
     }
-    snakemake(tiny_run)
+    snakemake(run)
     assert victim.exists()
-    log = (tiny_run / "results" / "logs" / "aggregate" / "escape.log").read_text()
-    assert "update: 1 read, 2 reused" in log
-    assert planned_jobs(snakemake(tiny_run, "-n")) == {}
+    assert f"update: 1 read, {len(holders) - 1} reused" in _aggregate_log(run)
+    assert planned_jobs(snakemake(run, "-n")) == {}
+    xr.testing.assert_identical(_escape_values(run), reference)
+
+
+def test_documented_retry_failed_flag_is_accepted(tmp_path):
+    write_config(tmp_path)
+    snakemake(tmp_path, "-n", "--config", "retry_failed=true")
 
 
 def test_external_scheduler(tmp_path):
@@ -323,20 +386,13 @@ def test_external_scheduler(tmp_path):
         )
         address = json.loads(sched_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        name = "depth~3_width~4_dio~2_family~gaussian_seeds~0-1"
-        settings = json.dumps({"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 500})
-        out = tmp_path / "block.zarr.zip"
+        section = {**yaml.safe_load(TINY.read_text())["sharpness"], "family": ["gaussian"]}
+        (path,) = plan("sharpness", section, tmp_path / "blocks").write_plan_files(
+            tmp_path / "plans"
+        )
+        out = tmp_path / "blocks" / f"{path.stem}.zarr.zip"
         proc = subprocess.run(
-            [
-                str(BIN / "sweeplab"),
-                "run-block",
-                "sharpness",
-                name,
-                "--settings",
-                settings,
-                "--out",
-                str(out),
-            ],
+            [str(BIN / "sweeplab"), "run-block", str(path), "--out", str(out)],
             env={**env, "DASK_SCHEDULER_ADDRESS": address},
             capture_output=True,
             text=True,
@@ -345,8 +401,10 @@ def test_external_scheduler(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert f"connecting to Dask scheduler at {address}" in proc.stderr
         ds = open_block(out)
-        ws, _ = sharpness_minimizer(3, 4, 2, "gaussian", 0, 0.5)
-        assert float(ds.exact.sel(seed=0).squeeze()) == dmf.sharpness(ws)
+        assert ds.seed.values.tolist() == [0, 1] and (ds.family == "gaussian").all()
+        for i, seed in enumerate(ds.seed.values.tolist()):
+            ws, _ = sharpness_minimizer(3, 4, 2, "gaussian", seed, 0.5)
+            assert float(ds.exact[i]) == dmf.sharpness(ws)
     finally:
         for p in (worker, sched):
             if p is not None:

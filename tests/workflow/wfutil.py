@@ -1,6 +1,7 @@
 """Run the real Snakemake CLI on a copy of a config in a temporary directory."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,12 @@ def write_config(workdir: Path, **overrides: dict) -> Path:
     return path
 
 
+def copy_run(src: Path, dst: Path) -> Path:
+    """A copy of the run directory ``src`` (results, Snakemake's metadata; times kept)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Parse the 'Job stats' table of a dry run into {rule: count}."""
     lines = proc.stdout.splitlines() + proc.stderr.splitlines()
@@ -80,9 +87,10 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return jobs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """The tiny sweep, run locally once per module through the real CLI (import into a conftest)."""
+    """The tiny sweep, run locally once per session through the real CLI (import into a
+    conftest). Tests must not change it: copy it (:func:`copy_run`) to run more on it."""
     workdir = tmp_path_factory.mktemp("sweep")
     write_config(workdir)
     snakemake(workdir)

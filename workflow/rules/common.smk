@@ -28,6 +28,14 @@ def PLAN(experiment):
     return p
 
 
+def planned_blocks(experiment):
+    """Block files planned for the experiment's pending points."""
+    return [
+        f"{RESULTS}/blocks/{experiment}/{b.name}.zarr.zip"
+        for b in PLAN(experiment).blocks
+    ]
+
+
 def grid_blocks(experiment):
     """Block files holding the grid's points: those on disk and those planned for pending ones.
 

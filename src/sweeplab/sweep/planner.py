@@ -204,11 +204,11 @@ def load_plan_file(path: str | os.PathLike[str]) -> tuple[Experiment, Points, di
             else:
                 section[axis.key] = vals
         salt = tuple(content.get("salt", ()))
+        raw = point_keys(exp, settings, section, cols)
     except ValueError as exc:
         raise ValueError(f"plan file {p}: {exc}") from None
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"plan file {p}: malformed ({type(exc).__name__}: {exc})") from None
-    raw = point_keys(exp, settings, section, cols)
     if block_name(raw, salt) != content.get("block") or p.stem != content.get("block"):
         raise ValueError(f"plan file {p}: its points do not hash to its block name "
                          f"{content.get('block')!r} (edited or damaged)")  # fmt: skip
