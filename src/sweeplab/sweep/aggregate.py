@@ -393,7 +393,7 @@ def aggregate(
     out = Path(out)
     t0 = time.perf_counter()
     ledger = Ledger.load(blocks_dir, experiment)
-    grid = grid_points(exp, section, cache_dir=blocks_dir)
+    grid = grid_points(exp, section)  # no cache written: a refused aggregate writes nothing
     if not len(grid.keys):
         raise ValueError(f"{experiment}: the config asks for no points")
     record, status, n_ok = ledger.lookup(grid.keys)

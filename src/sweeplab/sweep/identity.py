@@ -194,9 +194,10 @@ def _read_grid_cache(path: Path, definition: str) -> np.ndarray | None:
 
 
 def _write_grid_cache(path: Path, definition: str, keys: np.ndarray) -> None:
+    if not path.parent.is_dir():  # no blocks yet: nothing to make for a cache
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             np.savez(fh, definition=definition, keys=keys)
         os.replace(tmp, path)

@@ -204,6 +204,9 @@ def load_plan_file(path: str | os.PathLike[str]) -> tuple[Experiment, Points, di
             else:
                 section[axis.key] = vals
         salt = tuple(content.get("salt", ()))
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"malformed (columns of different lengths {sorted(lengths)})")
         raw = point_keys(exp, settings, section, cols)
     except ValueError as exc:
         raise ValueError(f"plan file {p}: {exc}") from None
