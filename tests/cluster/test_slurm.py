@@ -34,8 +34,10 @@ pytestmark = pytest.mark.slurm
 
 PROFILE = REPO / "profiles" / "slurm"
 #: wall times differ run to run: the variables the registry marks as timing, and each point's
-TIMING = ("point_wall_time",
-          *sorted({n for e in REGISTRY.values() for n, v in e.variables.items() if v.timing}))  # fmt: skip
+TIMING = (
+    "point_wall_time",
+    *sorted({n for e in REGISTRY.values() for n, v in e.variables.items() if v.timing}),
+)
 # No accounting database here: job states come from squeue (the cluster keeps finished jobs for
 # MinJobAge = 300 s), and the first status check need not wait the plugin's default 40 s.
 SLURM_ARGS = (
