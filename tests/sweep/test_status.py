@@ -211,3 +211,27 @@ def test_status_follows_blocks_as_they_land(sweep, tmp_path, dask_address):
     assert np.isclose(doc["cpu_hours"] * 3600, sum(
         b.seconds for b in plan("escape", section(GRID_C), mine / "blocks" / "escape",
                                 retry_failed=True).blocks))  # fmt: skip
+
+
+def test_status_loads_no_science_dask_or_xarray(sweep, tmp_path):
+    """``sweeplab status`` plans from the registry and the ledger alone: a fresh interpreter
+    running it (every option) imports none of the science cores' heavy dependencies (scipy,
+    numba), nor Dask or xarray; their imports were most of a warm status's time."""
+    import subprocess
+    import sys
+
+    _, results, _, profile = sweep
+    cfg = write_config(tmp_path / "config.yaml", c=[*GRID_C, 5.0])
+    heavy = ["scipy", "numba", "xarray", "dask", "distributed", "sweeplab.dmf.escape"]
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from sweeplab.cli import main\n"
+        f"r = CliRunner().invoke(main, ['status', '--configfile', {str(cfg)!r}, '--results', "
+        f"{str(results)!r}, '--by', 'c', '--failed', '--json', '--profile', {str(profile)!r}])\n"
+        "assert '\"failed\": 2' in r.output, r.output\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

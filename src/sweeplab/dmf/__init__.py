@@ -8,41 +8,79 @@ Loss ``L(W) = ||W_L⋯W_1 − M||_F^2`` over layers ``W_i`` of shape ``(d_i, d_{
 * ``dims``: the full chain ``(d_0, d_1, ..., d_L)``.
 
 Pure numpy/scipy; no I/O. Bad input raises ``ValueError`` naming the problem.
+
+The names below are imported from their submodules on first use (as in :mod:`sweeplab.sweep`),
+so that code needing only :mod:`.records` (the sweep layer's planner) loads neither scipy nor
+numba.
 """
 
-from .derivatives import gradient, hvp, loss
-from .escape import (
-    OUTCOMES,
-    SHARPNESS_METHODS,
-    EscapeResult,
-    default_checkpoints,
-    escape,
-    escape_batch,
-    null_direction,
-    predicted_escape_step,
-)
-from .minimizers import (
-    balanced_minimizer,
-    gauge_minimizer,
-    gaussian_minimizer,
-    haar_orthogonal,
-    scalar_minimizer,
-)
-from .numerical import dense_hessian, sharpness_numerical
-from .products import flatten, left_products, right_products, unflatten
-from .sharpness import (
-    flattest_sharpness,
-    hessian_eigenvalues,
-    kronecker_matrix,
-    sharpness,
-    sharpness_bound,
-    sharpness_closed_form,
-    top_eigenvector,
-)
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .derivatives import gradient, hvp, loss
+    from .escape import EscapeResult, escape, escape_batch, null_direction, predicted_escape_step
+    from .minimizers import (
+        balanced_minimizer,
+        gauge_minimizer,
+        gaussian_minimizer,
+        haar_orthogonal,
+        scalar_minimizer,
+    )
+    from .numerical import dense_hessian, sharpness_numerical
+    from .products import flatten, left_products, right_products, unflatten
+    from .records import OUTCOMES, SHARPNESS_METHODS, WINDOW, default_checkpoints
+    from .sharpness import (
+        flattest_sharpness,
+        hessian_eigenvalues,
+        kronecker_matrix,
+        sharpness,
+        sharpness_bound,
+        sharpness_closed_form,
+        top_eigenvector,
+    )
+
+_WHERE = {
+    "balanced_minimizer": "minimizers",
+    "default_checkpoints": "records",
+    "dense_hessian": "numerical",
+    "escape": "escape",
+    "escape_batch": "escape",
+    "EscapeResult": "escape",
+    "flatten": "products",
+    "flattest_sharpness": "sharpness",
+    "gauge_minimizer": "minimizers",
+    "gaussian_minimizer": "minimizers",
+    "gradient": "derivatives",
+    "haar_orthogonal": "minimizers",
+    "hessian_eigenvalues": "sharpness",
+    "hvp": "derivatives",
+    "kronecker_matrix": "sharpness",
+    "left_products": "products",
+    "loss": "derivatives",
+    "null_direction": "escape",
+    "OUTCOMES": "records",
+    "predicted_escape_step": "escape",
+    "right_products": "products",
+    "scalar_minimizer": "minimizers",
+    "sharpness": "sharpness",
+    "sharpness_bound": "sharpness",
+    "sharpness_closed_form": "sharpness",
+    "SHARPNESS_METHODS": "records",
+    "sharpness_numerical": "numerical",
+    "top_eigenvector": "sharpness",
+    "unflatten": "products",
+    "WINDOW": "records",
+}
 
 __all__ = [
     "OUTCOMES",
     "SHARPNESS_METHODS",
+    "WINDOW",
     "EscapeResult",
     "balanced_minimizer",
     "default_checkpoints",
@@ -71,3 +109,34 @@ __all__ = [
     "top_eigenvector",
     "unflatten",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Module type of the package: ``escape`` and ``sharpness`` stay the functions.
+
+    Importing a submodule binds it to its package's attribute of the same name; the functions
+    :func:`escape` and :func:`sharpness` share their names with the submodules that define them,
+    and this keeps the functions there (as the eager imports of earlier versions did). The
+    submodules themselves are reached through ``sweeplab.dmf.escape`` imports
+    (``from sweeplab.dmf.escape import WINDOW``) as before.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

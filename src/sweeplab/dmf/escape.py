@@ -136,6 +136,7 @@ from . import kernels
 from .derivatives import loss_and_gradient_unchecked
 from .numerical import sharpness_numerical
 from .products import flatten, unflatten
+from .records import OUTCOMES, SHARPNESS_METHODS, WINDOW, default_checkpoints
 from .sharpness import flattest_sharpness, sharpness, top_eigenvector
 from .validation import (
     DEFAULT_MINIMIZER_RTOL,
@@ -176,13 +177,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Matrix = NDArray[np.float64]
-OUTCOMES: tuple[str, ...] = ("stayed", "escaped", "edge_of_stability", "unconverged", "diverged")
-"""Possible values of :attr:`EscapeResult.outcome`; the index is the integer code stored by
-the sweep layer (``OUTCOMES.index(outcome)``)."""
-
-SHARPNESS_METHODS: tuple[str, ...] = ("exact", "lanczos", "none")
-"""Possible values of :attr:`EscapeResult.final_sharpness_method` (module docstring)."""
-
 PERIOD_MAX = 8
 """Longest orbit period looked for (steps)."""
 PERIOD_RTOL = 1e-3
@@ -198,8 +192,6 @@ LANCZOS_TOL = 1e-12
 LOSS_TOL_REL = 1e-4
 """Default convergence threshold relative to the starting loss: with ``loss_tol=None`` a run
 converges once ``L(w_t) <= LOSS_TOL_REL · L(w_0)`` (module docstring)."""
-WINDOW = 128
-"""Default length (steps) of the dense trajectory window around the escape step."""
 KERNEL_MAX_WIDTH = 16
 """Widest layer (``max d_i``) run by the compiled kernel under ``engine="auto"``; wider chains
 use the stacked numpy path (see :func:`escape_batch`)."""
@@ -343,17 +335,6 @@ class EscapeResult:
     def converged(self) -> bool:
         """Whether the run converged to a minimizer (``stayed`` or ``escaped``)."""
         return self.outcome in ("stayed", "escaped")
-
-
-def default_checkpoints(max_steps: int, num: int = 64) -> NDArray[np.int64]:
-    """Return ``0`` plus about ``num`` log-spaced steps in ``[1, max_steps]`` (both included).
-
-    ``max_steps`` and ``num`` are integers ``>= 1``.
-    """
-    steps = check_int(max_steps, "max_steps", 1)
-    num = check_int(num, "num", 1)
-    pts = np.round(np.geomspace(1, steps, num)).astype(np.int64)
-    return np.unique(np.concatenate([np.zeros(1, dtype=np.int64), pts]))
 
 
 def predicted_escape_step(

@@ -2,39 +2,72 @@
 
 Units: µm, s, µm²/s. The reflecting plane is ``x = 0`` and the fluid is ``x >= 0``; a slab adds a
 second reflecting plane ``x = W`` (``Geometry(..., slab_width=W)``).
+
+The names below are imported from their submodules on first use (as in :mod:`sweeplab.sweep`),
+so that the sweep layer can validate a channel section (:func:`whole_steps`) without loading
+scipy or numba.
 """
 
-from .analytic import (
-    ALL_MODELS,
-    MODELS,
-    absorbed_fraction,
-    erfc_terms,
-    hitting_rate,
-    image_charges,
-    steady_state_fraction,
-)
-from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
-from .geometry import Geometry
-from .metrics import (
-    Estimate,
-    isi_taps,
-    peak,
-    rate_nrmse,
-    received_fraction,
-    relative_error,
-    whole_steps,
-)
-from .simulator import (
-    CORRECTIONS,
-    SimulationResult,
-    binned_hitting_rate,
-    combine,
-    cumulative_fraction,
-    plan_batches,
-    simulate,
-    simulate_batch,
-    simulate_image_pair,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .analytic import (
+        ALL_MODELS,
+        MODELS,
+        absorbed_fraction,
+        erfc_terms,
+        hitting_rate,
+        image_charges,
+        steady_state_fraction,
+    )
+    from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
+    from .geometry import Geometry
+    from .metrics import Estimate, isi_taps, peak, rate_nrmse, received_fraction, relative_error
+    from .simulator import (
+        CORRECTIONS,
+        SimulationResult,
+        binned_hitting_rate,
+        combine,
+        cumulative_fraction,
+        plan_batches,
+        simulate,
+        simulate_batch,
+        simulate_image_pair,
+    )
+    from .validation import whole_steps
+
+_WHERE = {
+    "absorbed_fraction": "analytic",
+    "ALL_MODELS": "analytic",
+    "binned_hitting_rate": "simulator",
+    "combine": "simulator",
+    "CORRECTIONS": "simulator",
+    "cumulative_fraction": "simulator",
+    "erfc_terms": "analytic",
+    "Estimate": "metrics",
+    "exact_absorbed_fraction": "exact",
+    "exact_hitting_rate": "exact",
+    "Geometry": "geometry",
+    "hitting_rate": "analytic",
+    "image_charges": "analytic",
+    "isi_taps": "metrics",
+    "laplace_hitting": "exact",
+    "MODELS": "analytic",
+    "peak": "metrics",
+    "plan_batches": "simulator",
+    "rate_nrmse": "metrics",
+    "received_fraction": "metrics",
+    "relative_error": "metrics",
+    "simulate": "simulator",
+    "simulate_batch": "simulator",
+    "simulate_image_pair": "simulator",
+    "SimulationResult": "simulator",
+    "steady_state_fraction": "analytic",
+    "whole_steps": "validation",
+}
 
 __all__ = [
     "ALL_MODELS",
@@ -65,3 +98,15 @@ __all__ = [
     "steady_state_fraction",
     "whole_steps",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

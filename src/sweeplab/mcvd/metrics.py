@@ -23,7 +23,7 @@ from scipy.optimize import minimize_scalar
 from .analytic import absorbed_fraction, hitting_rate
 from .geometry import Geometry
 from .simulator import SimulationResult, binned_hitting_rate
-from .validation import check_integer, check_number
+from .validation import check_integer, check_number, whole_steps
 
 __all__ = [
     "Estimate",
@@ -289,31 +289,3 @@ def relative_error(
     ok = ref > floor
     out[ok] = np.asarray(value, dtype=np.float64)[ok] / ref[ok] - 1.0
     return out
-
-
-def whole_steps(duration: float, step: float, rtol: float = 1e-9) -> bool:
-    """Whether ``duration`` (s) is a whole number of time steps ``step`` (s), to ``rtol``.
-
-    Binned rates, symbol durations and the end time of a simulation must fall on step
-    boundaries; this is the check the sweep applies to every such setting.
-
-    Parameters
-    ----------
-    duration : float
-        Finite, >= 0 (s).
-    step : float
-        Finite, > 0 (s).
-    rtol : float
-        Finite, >= 0: relative tolerance on the number of steps.
-
-    Raises
-    ------
-    ValueError
-        If an argument is not a real number in its range (bools are refused).
-
-    """
-    duration = check_number(duration, "duration", "a finite number >= 0 s", minimum=0.0)
-    step = check_number(step, "step", "a finite number > 0 s", minimum=0.0, strict=True)
-    rtol = check_number(rtol, "rtol", "a finite number >= 0", minimum=0.0)
-    n = duration / step
-    return abs(n - round(n)) <= rtol * n

@@ -24,6 +24,7 @@ __all__ = [
     "non_real_reason",
     "real_array",
     "short_repr",
+    "whole_steps",
 ]
 
 
@@ -122,3 +123,31 @@ def short_repr(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters for long sequences and arrays."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def whole_steps(duration: float, step: float, rtol: float = 1e-9) -> bool:
+    """Whether ``duration`` (s) is a whole number of time steps ``step`` (s), to ``rtol``.
+
+    Binned rates, symbol durations and the end time of a simulation must fall on step
+    boundaries; this is the check the sweep applies to every such setting.
+
+    Parameters
+    ----------
+    duration : float
+        Finite, >= 0 (s).
+    step : float
+        Finite, > 0 (s).
+    rtol : float
+        Finite, >= 0: relative tolerance on the number of steps.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not a real number in its range (bools are refused).
+
+    """
+    duration = check_number(duration, "duration", "a finite number >= 0 s", minimum=0.0)
+    step = check_number(step, "step", "a finite number > 0 s", minimum=0.0, strict=True)
+    rtol = check_number(rtol, "rtol", "a finite number >= 0", minimum=0.0)
+    n = duration / step
+    return abs(n - round(n)) <= rtol * n

@@ -35,7 +35,8 @@ SCHEMA_RESOURCE = files("sweeplab.sweep") / "config.schema.yaml"
 @cache
 def load_schema() -> dict[str, Any]:
     """Return the config JSON schema (draft 2020-12) as a dict."""
-    return yaml.safe_load(SCHEMA_RESOURCE.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+    return yaml.load(SCHEMA_RESOURCE.read_text(encoding="utf-8"), Loader=loader)
 
 
 def _subschema(path: tuple[str, ...]) -> Mapping[str, Any]:
