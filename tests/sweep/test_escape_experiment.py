@@ -8,6 +8,7 @@ from matplotlib.text import Text
 from synth import at, run_section, select
 
 from sweeplab import dmf
+from sweeplab.dmf.escape import WINDOW
 from sweeplab.plots import escape as figs
 from sweeplab.sweep import compute_points, open_dataset, provenance
 from sweeplab.sweep.aggregate import aggregate
@@ -20,6 +21,7 @@ ESC = {
     "escape_radius": 1e-3, "max_steps": 2000, "loss_tol": 1e-20,
 }  # fmt: skip
 ESCAPED = dmf.OUTCOMES.index("escaped")
+WINDOW_ARRAYS = ("window_loss", "window_distance", "window_proj_top", "window_proj_null")
 EXP = REGISTRY["escape"]
 
 
@@ -76,6 +78,62 @@ def test_track_sharpness_is_stored_over_step_and_nan_when_off():
     np.testing.assert_array_equal(on.loss.values, off.loss.values)
 
 
+def _direct(section, runs):
+    """``dmf.escape_batch`` of the escape points ``runs`` ((seed, c)), settings of ``section``."""
+    ws = [escape_minimizer(section["depth"][0], 1, seed)[0] for seed, _ in runs]
+    etas = [c * 2 / dmf.sharpness(w) for w, (_, c) in zip(ws, runs, strict=True)]
+    max_steps = section["max_steps"]
+    return dmf.escape_batch(
+        ws, etas, radius=section["radius"][0], escape_radius=section["escape_radius"],
+        max_steps=max_steps, checkpoints=dmf.default_checkpoints(max_steps),
+        loss_tol=section["loss_tol"],
+    )  # fmt: skip
+
+
+def _check_window(point, r):
+    """The stored dense window of one point equals the direct run's, exactly.
+
+    Where a checkpoint step lies in the window, the window's values at that step are the
+    checkpoint trajectory's (both are the same iterate); returns how many such steps.
+    """
+    assert float(point.window_start) == r.window_start
+    for name in WINDOW_ARRAYS:
+        np.testing.assert_array_equal(point[name].values, getattr(r, name), err_msg=name)
+    if r.window_start < 0:  # never escaped: no window
+        assert r.escape_step == -1 and np.isnan(point.escape_step)
+        for name in WINDOW_ARRAYS:
+            assert np.isnan(point[name].values).all(), name
+        return 0
+    assert r.window_start == max(0, r.escape_step - WINDOW // 8)
+    steps = point.step.values
+    shared = (steps >= r.window_start) & (steps < r.window_start + WINDOW)
+    offsets = steps[shared] - r.window_start
+    for name in ("loss", "distance", "proj_top", "proj_null"):
+        np.testing.assert_array_equal(
+            point[f"window_{name}"].values[offsets], point[name].values[shared], err_msg=name
+        )
+    return int(shared.sum())
+
+
+def test_dense_window_is_stored_as_the_direct_run_gives_it():
+    """c = 0.9 stays (no window), c = 1.1 escapes: the window of each is the direct run's."""
+    section = {**ESC, "c": [0.9, 1.1]}
+    with dask_client(1) as client:
+        ds = _compute(section, client)
+    assert ds.window_loss.dims == ("point", "window_step")
+    np.testing.assert_array_equal(ds.window_step.values, np.arange(WINDOW))
+    assert ds.window_step.attrs["units"] == "step"
+    for name in ("window_start", *WINDOW_ARRAYS):
+        assert ds[name].attrs["units"] in ("1", "step") and ds[name].attrs["long_name"]
+    runs = [(seed, c) for seed in (0, 1) for c in (0.9, 1.1)]
+    shared = 0
+    for (seed, c), r in zip(runs, _direct(section, runs), strict=True):
+        point = at(ds, seed=seed, c=c)
+        assert (r.window_start == -1) == (c < 1)
+        shared += _check_window(point, r)
+    assert shared >= 4  # the checkpoint comparison is not vacuous
+
+
 def test_escaped_runs_end_at_most_two_over_eta():
     """Every escaped run lands on a minimizer with sharpness <= (2/eta)(1 + 1e-6)."""
     section = {**ESC, "seeds": 4, "max_steps": 20000, "width": [1, 4], "c": [1.01, 1.1, 1.5]}
@@ -117,6 +175,25 @@ def mixed(tmp_path_factory, address):
     """Depth 4 scalar: c = 0.9 stays, 1.1 escapes, 3 diverges (seeds 0 and 1)."""
     return _dataset(tmp_path_factory.mktemp("mixed"), address, c=[0.9, 1.1, 3.0],
                     max_steps=20000)  # fmt: skip
+
+
+def test_aggregate_holds_the_dense_window_of_every_point(mixed):
+    """Stayed, escaped and diverged runs: the aggregate's windows are the direct runs'."""
+    assert mixed.window_proj_top.dims == (
+        "depth", "width", "c", "radius", "seed", "window_step"
+    )  # fmt: skip
+    np.testing.assert_array_equal(mixed.window_step.values, np.arange(WINDOW))
+    section = {**ESC, "c": [0.9, 1.1, 3.0], "max_steps": 20000}
+    runs = [(seed, c) for seed in (0, 1) for c in (0.9, 1.1, 3.0)]
+    sub = mixed.sel(depth=4, width=1, radius=1e-9)
+    for (seed, c), r in zip(runs, _direct(section, runs), strict=True):
+        point = sub.sel(seed=seed, c=c)
+        _check_window(point, r)
+        if r.outcome == "diverged":  # nan from the diverging step on
+            n = r.steps_run - r.window_start
+            assert 0 < n < WINDOW and np.isfinite(point.window_loss.values[:n]).all()
+            assert np.isnan(point.window_loss.values[n:]).all()
+    assert (sub.window_start.sel(c=0.9) == -1).all()  # stayed: -1, not the fill (nan)
 
 
 def test_figures_draw_the_computed_dataset(mixed):

@@ -2,10 +2,14 @@
 
 Settings (besides the grid): ``escape_radius``, ``max_steps``, ``loss_tol`` and
 ``track_sharpness`` (default false: the Lanczos sharpness at every checkpoint,
-``checkpoint_sharpness``, nan when off). Every computed block is checked for linear stability
-of the minimizer reached: an ``escaped`` run must end with ``final_sharpness <= (2/η)(1 +
-STABILITY_RTOL)`` (:func:`stability_violations`; a violation is logged as a warning, the
-values are stored as computed).
+``checkpoint_sharpness``, nan when off). Besides the trajectories at the log-spaced checkpoint
+steps (dimension ``step``), every run stores its dense window of ``WINDOW`` = 128 consecutive
+steps (``sweeplab.dmf.escape.WINDOW``) around the escape step (dimension ``window_step``, the
+offset from ``window_start``; ``window_start`` is -1 and the window all nan for a run that
+never escaped), so that Figure 1 draws the departure along ``v_1`` step by step. Every computed
+block is checked for linear stability of the minimizer reached: an ``escaped`` run must end
+with ``final_sharpness <= (2/η)(1 + STABILITY_RTOL)`` (:func:`stability_violations`; a
+violation is logged as a warning, the values are stored as computed).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sweeplab import dmf
+from sweeplab.dmf.escape import WINDOW
 
 from ..canonical import point_seed
 
@@ -42,6 +47,7 @@ logger = logging.getLogger(__name__)
 RETRIES = 2
 DIMS = ("depth", "width", "c", "radius", "seed")
 TRAJ = (*DIMS, "step")
+WTRAJ = (*DIMS, "window_step")
 MINIMIZER = ("depth", "width", "seed", "param")
 OUTCOME_FLAGS = {-1: "none", **dict(enumerate(dmf.OUTCOMES))}
 METHOD_FLAGS = dict(enumerate(dmf.SHARPNESS_METHODS))
@@ -55,8 +61,10 @@ SCALARS = (
     "final_loss",
     "final_sharpness",
     "steps_run",
+    "window_start",
 )
 ARRAYS = ("loss", "distance", "proj_top", "proj_null", "checkpoint_sharpness")
+WINDOW_ARRAYS = ("window_loss", "window_distance", "window_proj_top", "window_proj_null")
 STABILITY_RTOL = 1e-6
 """Relative tolerance of the check ``final_sharpness <= (2/η)(1 + STABILITY_RTOL)`` on escaped
 runs. A converged run ends within ``sqrt(loss_tol)`` of a minimizer, where the exact sharpness
@@ -102,6 +110,7 @@ def escape_points(
         checkpoints=dmf.default_checkpoints(max_steps),
         loss_tol=settings["loss_tol"],
         track_sharpness=bool(settings.get("track_sharpness", False)),
+        window=WINDOW,
     )
     out = []
     for ws, r in zip(ws_list, results, strict=True):
@@ -125,6 +134,11 @@ def escape_points(
                 "proj_top": np.asarray(r.proj_top),
                 "proj_null": np.asarray(r.proj_null),
                 "checkpoint_sharpness": np.asarray(r.checkpoint_sharpness),
+                "window_start": float(r.window_start),  # -1: never escaped
+                "window_loss": np.asarray(r.window_loss),
+                "window_distance": np.asarray(r.window_distance),
+                "window_proj_top": np.asarray(r.window_proj_top),
+                "window_proj_null": np.asarray(r.window_proj_null),
                 "w_star": np.concatenate([w.ravel() for w in ws]),
             }
         )
@@ -185,6 +199,9 @@ class Escape(Experiment):
     """Escape of gradient descent from minimizers sharper than 2/η (spec dmf §6)."""
 
     name = "escape"
+    #: 2: the dense window around the escape step (``window_start``, ``window_*`` over
+    #: ``window_step``) is stored; blocks of version 1 lack these variables
+    version = 2
     order = 20
     axes = (
         Axis("depth", "depth", int, "1", "number of layers L"),
@@ -198,6 +215,7 @@ class Escape(Experiment):
     batch_axes = ("depth", "width", "radius", "seed")
     point_dims: ClassVar[dict[str, tuple[str, str]]] = {
         "step": ("step", "gradient-descent checkpoint step"),
+        "window_step": ("step", "offset k of the dense-window step t = window_start + k"),
         "param": ("1", "index into the flattened weights vec(W_1), ..., vec(W_L)"),
     }
     variables: ClassVar[dict[str, Var]] = {
@@ -245,6 +263,20 @@ class Escape(Experiment):
             "Lanczos lambda_max of the full Hessian at checkpoint steps (nan unless "
             "track_sharpness)",
         ),
+        "window_start": Var(
+            DIMS,
+            "step",
+            "first step of the dense window, max(0, escape_step - WINDOW // 8) (-1: never "
+            "escaped, window all nan)",
+        ),
+        "window_loss": Var(WTRAJ, "1", "loss at every step of the dense window"),
+        "window_distance": Var(WTRAJ, "1", "||w_t - w*|| at every step of the dense window"),
+        "window_proj_top": Var(
+            WTRAJ, "1", "<w_t - w*, v_1> at every step of the dense window (see proj_top)"
+        ),
+        "window_proj_null": Var(
+            WTRAJ, "1", "<w_t - w*, v_N> at every step of the dense window (see proj_null)"
+        ),
         "w_star": Var(
             MINIMIZER,
             "1",
@@ -288,13 +320,18 @@ class Escape(Experiment):
     def inner_coords(
         self, settings: Mapping[str, Any], points: Points | None = None
     ) -> dict[str, np.ndarray]:
-        """Checkpoint steps, and the parameter index of ``w_star`` (the largest chain)."""
+        """Checkpoint steps, window offsets, and the parameter index of ``w_star``.
+
+        ``param`` spans the largest chain; ``window_step`` is ``0..WINDOW-1``, the offset of a
+        dense-window step from its run's ``window_start``.
+        """
         if points is None:
             n = max(d * w * w for d in settings["depth"] for w in settings["width"])
         else:
             n = int(n_params(points.columns).max())
         return {
             "step": dmf.default_checkpoints(int(settings["max_steps"])),
+            "window_step": np.arange(WINDOW, dtype=np.int64),
             "param": np.arange(n, dtype=np.int64),
         }
 
@@ -302,13 +339,17 @@ class Escape(Experiment):
                      ) -> tuple[np.ndarray, str]:  # fmt: skip
         """Peak bytes of a run: K of the minimizer 4 width^4, Lanczos ~100 N, its results.
 
-        Fitted with tracemalloc (``bench/point_memory.py``: 3.0 width^4 floats); the stored
-        trajectories (5 per checkpoint) and ``w_star`` are added.
+        Fitted with tracemalloc (``bench/point_memory.py``: 3.0 width^4 floats) before the
+        dense window existed; added: the last ``WINDOW // 8`` iterates kept until the escape
+        step to fill the window (the numpy engine keeps them for every run of a batch), the
+        stored trajectories (5 per checkpoint, 4 per step of the dense window) and ``w_star``.
         """
         n = n_params(columns)
         width = np.asarray(columns["width"], dtype=float)
-        stored = 5.0 * len(dmf.default_checkpoints(int(settings["max_steps"]))) + n
-        return 8.0 * (100.0 * n + 4.0 * width**4 + stored), "100 N + 4 width^4 floats + results"
+        n_ck = len(dmf.default_checkpoints(int(settings["max_steps"])))
+        stored = 5.0 * n_ck + 4.0 * WINDOW + n
+        work = (100.0 + WINDOW // 8) * n + 4.0 * width**4
+        return 8.0 * (work + stored), f"{100 + WINDOW // 8} N + 4 width^4 floats + results"
 
     def block_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
                      ) -> float:  # fmt: skip
