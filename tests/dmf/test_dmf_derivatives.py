@@ -104,3 +104,28 @@ def test_bad_inputs_name_the_problem():
         dmf.loss([], target)
     with pytest.raises(ValueError, match="vectors must have the shapes"):
         dmf.hvp(ws, target, [np.ones((3, 2))])
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 7, 15])
+def test_scalar_hessian_equals_the_hessian_built_from_hvps(depth):
+    """The closed form 2 g g^T + 2 r Q against N HVP columns (an independent computation),
+    at random points (not minimizers: r != 0) including a zero layer."""
+    from sweeplab.dmf.numerical import scalar_hessian
+
+    rng = np.random.default_rng(depth)
+    for trial in range(3):
+        ws = [rng.normal(size=(1, 1)) for _ in range(depth)]
+        if trial == 2:
+            ws[depth // 2][0, 0] = 0.0  # no division by w_i anywhere
+        m = rng.normal(size=(1, 1))
+        h = scalar_hessian(ws, m)
+        ref = dmf.dense_hessian(ws, m)
+        np.testing.assert_allclose(h, ref, rtol=1e-12, atol=1e-14 * np.abs(ref).max())
+        assert np.array_equal(h, h.T)
+
+
+def test_scalar_hessian_refuses_matrix_layers():
+    from sweeplab.dmf.numerical import scalar_hessian
+
+    with pytest.raises(ValueError, match=r"1 x 1 layers, got the chain dims \(1, 2, 1\)"):
+        scalar_hessian([np.ones((2, 1)), np.ones((1, 2))], np.ones((1, 1)))

@@ -25,7 +25,7 @@ LANCZOS_RTOL = 1e-9  # Lanczos (tol 1e-12) vs dense Hessian / closed form at the
 def test_outcome_codes_are_fixed():
     # the sweep layer stores OUTCOMES.index(outcome): this order is a storage contract
     assert dmf.OUTCOMES == ("stayed", "escaped", "edge_of_stability", "unconverged", "diverged")
-    assert esc.SHARPNESS_METHODS == ("exact", "lanczos", "none")
+    assert esc.SHARPNESS_METHODS == ("exact", "lanczos", "none", "dense")  # append only
 
 
 # --- escaped: scalar chain at c = 1.01 ---------------------------------------------------------
@@ -94,7 +94,7 @@ def test_period_two_orbit_of_scalar_map_is_edge_of_stability():
         # eigenvalues 6 x^4 + 4 r x (along 1) and −2 r x (twice)
         rr = x**depth - 1
         exact = max(6 * x**4 + 4 * rr * x, -2 * rr * x)
-        assert r.final_sharpness_method == "lanczos"
+        assert r.final_sharpness_method == "dense"  # a scalar chain: closed-form Hessian
         assert r.final_sharpness == pytest.approx(exact, rel=LANCZOS_RTOL)
         assert r.final_sharpness > 2 / eta  # the orbit sits beyond the stability threshold
 
@@ -106,7 +106,7 @@ def test_beyond_flattest_threshold_settles_on_edge_of_stability(scalar15):
     (r,) = dmf.escape_batch(ws, [eta], max_steps=5000)
     assert (r.outcome, r.period) == ("edge_of_stability", 2)
     assert r.final_loss > 1e-3
-    assert r.final_sharpness_method == "lanczos"
+    assert r.final_sharpness_method == "dense"
     # independent: dense Hessian (N = 15 HVP columns) at the same non-minimizer
     final = list(r.final_weights)
     dense = float(np.linalg.eigvalsh(dmf.dense_hessian(final, m))[-1])
@@ -139,8 +139,8 @@ def test_cut_short_after_escape_extrapolates_to_the_actual_convergence_step(scal
     assert r.outcome == "unconverged" and r.escape_step == full.escape_step
     assert 0 < 1 - r.contraction_rate < 0.01
     assert cut + r.steps_to_tol == pytest.approx(full.steps_run, abs=5)
-    # still descending towards a minimizer that will be stable: Lanczos sharpness below 2/eta
-    assert r.final_sharpness_method == "lanczos"
+    # still descending towards a minimizer that will be stable: sharpness below 2/eta
+    assert r.final_sharpness_method == "dense"  # scalar chain
     assert r.final_sharpness <= (2 / eta) * (1 + SHARPNESS_RTOL)
 
 
@@ -225,7 +225,7 @@ def test_escaped_runs_end_below_threshold_on_small_grid(kind):
         lam = dmf.sharpness(ws)
         for r in dmf.escape_batch(ws, [c * 2 / lam for c in cs], max_steps=5000):
             assert r.final_sharpness_method == {"diverged": "none"}.get(
-                r.outcome, "exact" if r.converged else "lanczos"
+                r.outcome, "exact" if r.converged else ("dense" if kind == "scalar" else "lanczos")
             )
             if r.outcome == "escaped":
                 n_escaped += 1
@@ -299,3 +299,21 @@ def test_scalar_lanczos_matvec_matches_general_hvp(depth):
     ref = dmf.flatten(dmf.hvp([np.array([[x]]) for x in w], [[m]], [np.array([[x]]) for x in v]))
     got = numerical._scalar_hvp(list(w), m, v)
     np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-15 * np.max(np.abs(ref)))
+
+
+def test_dense_final_sharpness_of_a_scalar_chain_matches_hvp_hessian_and_lanczos(scalar15):
+    """A non-converged scalar run's "dense" sharpness: eigvalsh of the Hessian assembled from
+    HVPs (to rounding) and the Lanczos value (to Lanczos' tolerance), at the same iterate."""
+    ws, m, lam = scalar15
+    runs = dmf.escape_batch(ws, [c * 2 / lam for c in (1.5, 2.5, 3.0)], max_steps=300)
+    checked = 0
+    for r in runs:
+        if r.final_sharpness_method != "dense":
+            continue
+        final = list(r.final_weights)
+        dense = float(np.linalg.eigvalsh(dmf.dense_hessian(final, m))[-1])
+        assert r.final_sharpness == pytest.approx(dense, rel=1e-12)
+        lanczos = dmf.sharpness_numerical(final, m, "lanczos", tol=1e-12, seed=0)
+        assert r.final_sharpness == pytest.approx(lanczos, rel=LANCZOS_RTOL)
+        checked += 1
+    assert checked >= 2

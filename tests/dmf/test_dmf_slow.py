@@ -44,7 +44,10 @@ def _check_protocol(ws, target, max_steps):
 
 def _check_diagnostics(r, flat):
     """Field consistency of the outcome taxonomy (rules in the sweeplab.dmf.escape docstring)."""
-    method = {"stayed": "exact", "escaped": "exact", "diverged": "none"}.get(r.outcome, "lanczos")
+    scalar = all(w.shape == (1, 1) for w in r.final_weights)
+    method = {"stayed": "exact", "escaped": "exact", "diverged": "none"}.get(
+        r.outcome, "dense" if scalar else "lanczos"
+    )
     assert r.final_sharpness_method == method, r.outcome
     assert 0 <= r.period <= 8
     if r.outcome != "edge_of_stability":

@@ -89,6 +89,10 @@ Sharpness at the end
   largest algebraic eigenvalue of the full Hessian ``∇²L(w_T)`` (not only its Gauss-Newton
   part) by :func:`~sweeplab.dmf.sharpness_numerical` (``eigsh`` over the HVP, relative tolerance
   ``LANCZOS_TOL``, seed 0); nan if Lanczos does not converge (logged);
+* ``"dense"`` at such an iterate of a scalar chain (all ``d_i = 1``): the same eigenvalue from
+  the closed-form ``L × L`` Hessian (:func:`~sweeplab.dmf.numerical.scalar_hessian`) by a dense
+  symmetric eigensolver, exact to rounding and about a thousand times cheaper than Lanczos
+  over so small an operator;
 * ``"none"`` (value nan) for ``diverged`` runs.
 
 Either value is nan (logged) if it overflows float64 at the final iterate (only possible with a
@@ -97,8 +101,9 @@ very large ``divergence_norm``). A *starting* minimizer whose sharpness overflow
 :class:`~sweeplab.dmf.validation.Float64OverflowError` (a ``ValueError``), as
 :func:`~sweeplab.dmf.sharpness` does.
 
-With ``track_sharpness=True`` the same Lanczos value is also recorded at every checkpoint
-(``checkpoint_sharpness``; off by default because it costs one Lanczos run per checkpoint).
+With ``track_sharpness=True`` the same value (Lanczos, or dense for a scalar chain) is also
+recorded at every checkpoint (``checkpoint_sharpness``; off by default because it costs one
+Lanczos run per checkpoint).
 
 Trajectories are recorded at the checkpoint steps; after convergence the remaining checkpoint
 entries repeat the final value, after divergence they are nan (including the diverging step).
@@ -125,6 +130,7 @@ run finally converges.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -134,7 +140,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from . import kernels
 from .derivatives import loss_and_gradient_unchecked
-from .numerical import sharpness_numerical
+from .numerical import scalar_hessian_unchecked, sharpness_numerical
 from .products import flatten, unflatten
 from .records import OUTCOMES, SHARPNESS_METHODS, WINDOW, default_checkpoints
 from .sharpness import flattest_sharpness, sharpness, top_eigenvector
@@ -240,7 +246,8 @@ class EscapeResult:
     final_sharpness_method : str
         One of :data:`SHARPNESS_METHODS`: ``"exact"`` (Kronecker formula, converged runs),
         ``"lanczos"`` (``eigsh`` over the HVP of the full Hessian, ``edge_of_stability`` and
-        ``unconverged`` runs), ``"none"`` (diverged runs).
+        ``unconverged`` runs), ``"dense"`` (the same runs of a scalar chain: closed-form Hessian,
+        dense eigensolver), ``"none"`` (diverged runs).
     period : int
         Period (steps, ``1..PERIOD_MAX``) of the final orbit of an ``edge_of_stability`` run;
         ``0`` if none was found and for every other outcome.
@@ -270,8 +277,8 @@ class EscapeResult:
         ``<w_t − w*, v_N>``, ``v_N`` the unit null direction of :func:`null_direction`
         (nan if that direction is zero).
     checkpoint_sharpness : ndarray, shape (n_ckpt,)
-        With ``track_sharpness=True``: Lanczos ``λ_max(∇²L(w_t))`` at the checkpoints (same
-        fill rules as ``loss``); all nan otherwise.
+        With ``track_sharpness=True``: ``λ_max(∇²L(w_t))`` (Lanczos; dense for scalar chains)
+        at the checkpoints (same fill rules as ``loss``); all nan otherwise.
     final_weights : tuple of ndarray
         The last iterate ``W_1..W_L`` (non-finite entries possible when diverged).
     loss_tol : float
@@ -631,6 +638,24 @@ def _lanczos_sharpness(weights: list[Matrix], target: Matrix) -> float:
         return float("nan")
 
 
+def _iterate_sharpness(weights: list[Matrix], target: Matrix) -> tuple[str, float]:
+    """Return ``(method, λ_max(∇²L))`` at a non-converged iterate (module docstring).
+
+    ``"dense"`` (eigenvalues of :func:`~sweeplab.dmf.numerical.scalar_hessian`) for a scalar
+    chain, ``"lanczos"`` (:func:`_lanczos_sharpness`) otherwise; nan (logged) if the value
+    overflows float64.
+    """
+    if all(w.shape == (1, 1) for w in weights):
+        w = [float(x[0, 0]) for x in weights]
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = scalar_hessian_unchecked(w, float(np.ravel(target)[0]))
+            out = float(np.linalg.eigvalsh(h)[-1]) if np.isfinite(h).all() else math.nan
+        if not np.isfinite(out):
+            logger.warning("dense sharpness not representable at an iterate; recording nan")
+        return "dense", out
+    return "lanczos", _lanczos_sharpness(weights, target)
+
+
 def _lanczos_square(weights: list[Matrix], target: Matrix) -> float:
     """Lanczos ``λ_max(∇²L)`` of a chain of ``d × d`` layers over the compiled HVP."""
     p = flatten(weights)
@@ -699,7 +724,7 @@ def _fill_result(
     else:
         stable = 2.0 / eta >= start.flat
         outcome, period, rate, to_tol = tail.classify(run, final_loss, loss_tol, stable)
-        method, final_sharp = "lanczos", _lanczos_sharpness(final_weights, start.target)
+        method, final_sharp = _iterate_sharpness(final_weights, start.target)
     arrays = [np.array(row, dtype=np.float64) for row in traj]
     wins = [np.array(row, dtype=np.float64) for row in window]
     final = tuple(np.array(w, dtype=np.float64) for w in final_weights)
@@ -868,7 +893,7 @@ def escape(
             if converged or at_ck or in_win:
                 row = (
                     *_projections(loss_t, dist, diff, v1, start.vn),
-                    _lanczos_sharpness(ws, start.target)
+                    _iterate_sharpness(ws, start.target)[1]
                     if opts.track_sharpness and (converged or at_ck)
                     else np.nan,
                 )
@@ -1284,7 +1309,7 @@ def _run_numpy(
         ms = _rows(m, sel)
         return np.array(
             [
-                _lanczos_sharpness(unflatten(row, shapes), ms[0 if ms.shape[0] == 1 else i])
+                _iterate_sharpness(unflatten(row, shapes), ms[0 if ms.shape[0] == 1 else i])[1]
                 for i, row in enumerate(p[sel])
             ]
         )

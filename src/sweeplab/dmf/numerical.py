@@ -25,7 +25,7 @@ from .validation import (
     check_nonnegative,
 )
 
-__all__ = ["dense_hessian", "sharpness_numerical"]
+__all__ = ["dense_hessian", "scalar_hessian", "sharpness_numerical"]
 
 MAX_DENSE_PARAMETERS = 4000
 """Largest parameter count for which :func:`dense_hessian` is allowed (N^2 floats in memory)."""
@@ -53,6 +53,63 @@ def dense_hessian(weights: Sequence[ArrayLike], target: ArrayLike) -> NDArray[np
         h[:, j] = flatten(hvp(ws, m, unflatten(e, shapes)))
         e[j] = 0.0
     return 0.5 * (h + h.T)
+
+
+def scalar_hessian(weights: Sequence[ArrayLike], target: ArrayLike) -> NDArray[np.float64]:
+    """Return the ``L × L`` Hessian of ``(w_L⋯w_1 − m)^2`` for a chain of ``1 × 1`` layers.
+
+    With ``r = Π w − m``, ``g_i = Π_{k≠i} w_k`` and ``q_ij = Π_{k≠i,j} w_k``,
+    ``∇²L = 2 g gᵀ + 2 r Q`` where ``Q_ij = q_ij`` off the diagonal and ``Q_ii = 0``. The
+    products are built from prefix and suffix products (no division by ``w_i``), in ``O(L²)``.
+
+    Parameters
+    ----------
+    weights : sequence of array_like, each of shape (1, 1)
+        The scalar layers ``w_1..w_L``.
+    target : array_like, shape (1, 1)
+        The scalar target ``m``.
+
+    Returns
+    -------
+    ndarray, shape (L, L)
+        The Hessian, symmetric (dimensionless).
+
+    Raises
+    ------
+    ValueError
+        If a layer or the target is not ``1 × 1``, or an entry is not finite.
+
+    Examples
+    --------
+    >>> h = scalar_hessian([[[2.0]], [[3.0]]], [[5.0]])  # r = 1, g = (3, 2)
+    >>> h.tolist()
+    [[18.0, 14.0], [14.0, 8.0]]
+
+    """
+    ws = as_weights(weights)
+    dims = chain_dims(ws)
+    if any(d != 1 for d in dims):
+        raise ValueError(f"scalar_hessian needs 1 x 1 layers, got the chain dims {dims}")
+    m = float(as_target(target, dims)[0, 0])
+    return scalar_hessian_unchecked([float(x[0, 0]) for x in ws], m)
+
+
+def scalar_hessian_unchecked(w: Sequence[float], m: float) -> NDArray[np.float64]:
+    """:func:`scalar_hessian` of the scalars ``w`` (length ``L``) and ``m``, without checks."""
+    n = len(w)
+    left, right = [1.0] * (n + 1), [1.0] * (n + 1)  # Π_{k<i} w_k and Π_{k>=i} w_k
+    for i in range(n):
+        left[i + 1] = left[i] * w[i]
+    for i in range(n - 1, -1, -1):
+        right[i] = right[i + 1] * w[i]
+    g = np.array([left[i] * right[i + 1] for i in range(n)])
+    q = np.zeros((n, n))
+    for i in range(n):
+        run = left[i]  # Π_{k<i} w_k · Π_{i<k<j} w_k
+        for j in range(i + 1, n):
+            q[i, j] = q[j, i] = run * right[j + 1]
+            run *= w[j]
+    return 2.0 * np.outer(g, g) + 2.0 * (left[n] - m) * q
 
 
 def sharpness_numerical(

@@ -17,8 +17,9 @@ OUTCOMES: tuple[str, ...] = ("stayed", "escaped", "edge_of_stability", "unconver
 """Possible values of :attr:`~.escape.EscapeResult.outcome`; the index is the integer code
 stored by the sweep layer (``OUTCOMES.index(outcome)``)."""
 
-SHARPNESS_METHODS: tuple[str, ...] = ("exact", "lanczos", "none")
-"""Possible values of :attr:`~.escape.EscapeResult.final_sharpness_method` (see :mod:`.escape`)."""
+SHARPNESS_METHODS: tuple[str, ...] = ("exact", "lanczos", "none", "dense")
+"""Possible values of :attr:`~.escape.EscapeResult.final_sharpness_method` (see :mod:`.escape`);
+the index is the stored integer code, so new methods are appended."""
 
 WINDOW = 128
 """Default length (steps) of the dense trajectory window around the escape step."""
