@@ -70,6 +70,11 @@ def test_escape_contour_of_a_diverged_run_with_non_finite_values(tiny):
     top[..., n // 2 :] = np.nan
     ds["proj_top"].loc[{"c": c}] = top
     ds["proj_null"].loc[{"c": c}] = np.where(np.isfinite(top), ds.proj_null.sel(c=c), np.nan)
+    # the dense window around the escape step: nan from the first non-finite checkpoint on
+    steps = ds.window_start.sel(c=c) + ds.window_step
+    after = steps >= int(ds.step.values[n // 2 - 2])
+    for name in ("window_proj_top", "window_proj_null"):
+        ds[name].loc[{"c": c}] = ds[name].sel(c=c).where(~after)
     for name in ("final_sharpness", "final_loss"):
         ds[name].loc[{"c": c}] = np.nan
     ds["outcome"].loc[{"c": c}] = DIVERGED
@@ -81,6 +86,8 @@ def test_escape_contour_of_a_diverged_run_with_non_finite_values(tiny):
     assert near.has_data() and far.has_data()
     assert "far: the whole paths" in all_text(fig)
     assert far.get_xlim()[1] > 1e89  # the far panel reaches the last finite checkpoint
+    ends = [line.get_xdata()[-1] for line in far.lines if len(line.get_xdata()) > 1]
+    assert 1e90 in ends  # the path ends there (not at a later step of the window)
 
 
 def test_channel_with_every_point_failed(tiny, tmp_path):

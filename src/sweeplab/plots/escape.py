@@ -43,7 +43,7 @@ OUTCOME_COLOURS = {
     "none": "#999999",
 }
 OUTCOME_LABELS = {"none": "no result (failed point)", "edge_of_stability": "edge of stability"}
-END_LABELS = {"diverged": "diverged (last finite checkpoint)"}
+END_LABELS = {"diverged": "diverged (last finite step drawn)"}
 END_MARKERS = {
     "stayed": "o",
     "escaped": "D",
@@ -225,6 +225,35 @@ def _n_seeds(ds: xr.Dataset) -> str:
 
 
 # --- Figure 1: loss contours with GD paths ----------------------------------------------------
+def _path(point: xr.Dataset) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Projections ``(a, b)`` of one run's GD path in step order, and whether it is dense.
+
+    The checkpoints (log-spaced ``step``: ``proj_top``, ``proj_null``) merged with the dense
+    window of the run (``window_start + window_step``: ``window_proj_top``,
+    ``window_proj_null``), so that the departure along ``v_1`` is the actual path rather than
+    straight segments between checkpoints: sorted by step, a step held by both drawn once (the
+    checkpoint's value; both are the same iterate), non-finite values left out. A store
+    without the window variables (written before they existed), or a run that never escaped
+    (``window_start`` -1, nan for a failed point), gives the checkpoints alone.
+    """
+    steps = [np.asarray(point.step.values, dtype=np.int64)]
+    xs = [np.asarray(point.proj_top.values, dtype=float)]
+    ys = [np.asarray(point.proj_null.values, dtype=float)]
+    n_ck = steps[0].size
+    if all(name in point for name in ("window_start", "window_proj_top", "window_proj_null")):
+        start = float(point.window_start)
+        if np.isfinite(start) and start >= 0:
+            steps.append(int(start) + np.asarray(point.window_step.values, dtype=np.int64))
+            xs.append(np.asarray(point.window_proj_top.values, dtype=float))
+            ys.append(np.asarray(point.window_proj_null.values, dtype=float))
+    step, x, y = (np.concatenate(v) for v in (steps, xs, ys))
+    from_window = np.arange(step.size) >= n_ck
+    ok = np.isfinite(x) & np.isfinite(y)
+    step, x, y, from_window = step[ok], x[ok], y[ok], from_window[ok]
+    _, first = np.unique(step, return_index=True)  # sorted; the checkpoint's value first
+    return x[first], y[first], bool(from_window[first].any())
+
+
 def _contour_choice(ds: xr.Dataset) -> tuple[int, int, list[np.ndarray]] | str:
     """Deepest all-scalar chain with a stored minimizer: (depth, seed, layers) or why not."""
     if 1 not in [int(w) for w in ds.width.values]:
@@ -245,7 +274,9 @@ def escape_contour(ds: xr.Dataset) -> Figure:
 
     The deepest all-scalar chain (width 1) of the dataset, its first seed with a stored
     minimizer and the radius closest to 1e-9; paths for every ``c`` coloured by ``η`` (centred
-    on ``2/λ*``); ``λ* = dmf.sharpness(w_star)`` in the title.
+    on ``2/λ*``); ``λ* = dmf.sharpness(w_star)`` in the title. Each path is drawn through its
+    log-spaced checkpoints and every step of its dense window around the escape step
+    (:func:`_path`; checkpoints alone in a store without the ``window_*`` variables).
 
     Parameters
     ----------
@@ -281,14 +312,14 @@ def escape_contour(ds: xr.Dataset) -> Figure:
     near = NEAR_RADII * r_esc
 
     paths = []
+    dense = False  # some path has its dense window around the escape step
     for c in (float(c) for c in sub.c.values):
         point = sub.sel(c=c)
-        x = np.asarray(point.proj_top.values, dtype=float)
-        y = np.asarray(point.proj_null.values, dtype=float)
-        ok = np.isfinite(x) & np.isfinite(y)
+        x, y, windowed = _path(point)
+        dense |= windowed
         outcome = names.get(int(point.outcome), "none")
         eta = float(point.eta) if np.isfinite(float(point.eta)) else c * 2.0 / lam
-        paths.append((c, eta, outcome, x[ok], y[ok]))
+        paths.append((c, eta, outcome, x, y))
     left = [p for p in paths if p[3].size and np.max(np.hypot(p[3], p[4])) > r_esc]
     # far extent: every path that left the ball, diverged ones only if nothing else did
     extent_paths = [p for p in left if p[2] != "diverged"] or left
@@ -368,8 +399,10 @@ def escape_contour(ds: xr.Dataset) -> Figure:
         rf"$\lambda^* = \lambda_{{\max}}(\nabla^2 L(w^*)) = {lam:.6g}$ (exact), "
         rf"$2/\lambda^* = {crit:.4g}$ (line in the colour bar); "
         rf"start $w^* + r v_1$, $r = {_sci(radius)}$;"
-        "\nloss on the plane, GD paths (checkpoint steps) projected on it"
-    )
+        "\nloss on the plane, GD paths projected on it ("
+        + ("log-spaced checkpoints and every step around the escape)" if dense
+           else "log-spaced checkpoint steps)")
+    )  # fmt: skip
     return fig
 
 

@@ -290,7 +290,9 @@ class Escape(Experiment):
             "Figure 1. Loss L(w* + a v_1 + b v_N) (log10, dimensionless) on the plane through the "
             "starting minimizer w* (`w_star`) spanned by the top Hessian eigenvector v_1 and the "
             "rescaling null direction v_N, near w* (± 3 escape radii) and far (the whole paths), "
-            "with the GD paths (`proj_top`, `proj_null`, checkpoint steps) for every c, coloured "
+            "with the GD paths (`proj_top`, `proj_null` at the log-spaced checkpoint steps, "
+            "merged with `window_proj_top`, `window_proj_null` at every step of the dense window "
+            "around the escape step) for every c, coloured "
             "by the step size eta (blues below 2/lambda*, reds above), started r = 1e-9 (the "
             "radius closest to it) from w* along v_1; deepest all-scalar chain, first seed with "
             "a stored minimizer; lambda* = exact sharpness of w* (dmf.sharpness), in the title.",
