@@ -58,7 +58,13 @@ from .identity import (
     sort_keys,
 )
 from .ledger import Ledger
-from .store import recover_aside, remove_stale_temporaries, swap_into_place, temporary_name
+from .store import (
+    MANIFEST,
+    recover_aside,
+    remove_stale_temporaries,
+    swap_into_place,
+    temporary_name,
+)
 
 __all__ = [
     "CELL_ELEMENTS",
@@ -73,7 +79,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "sweeplab-manifest.json"
 CELL_ELEMENTS = 1 << 17  # at most this many values in one chunk of any variable (1 MiB float64)
 MANIFEST_FORMAT = 2
 

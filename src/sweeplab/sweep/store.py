@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = [
+    "MANIFEST",
     "open_dataset",
     "provenance",
     "recover_aside",
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: the manifest file inside an aggregate store (written by :mod:`.aggregate`; defined here so
+#: that the workflow can look for it without importing zarr and xarray)
+MANIFEST = "sweeplab-manifest.json"
 
 
 def _git_revision() -> str:

@@ -4,7 +4,7 @@ Settings (besides the grid): ``escape_radius``, ``max_steps``, ``loss_tol`` and
 ``track_sharpness`` (default false: the Lanczos sharpness at every checkpoint,
 ``checkpoint_sharpness``, nan when off). Besides the trajectories at the log-spaced checkpoint
 steps (dimension ``step``), every run stores its dense window of ``WINDOW`` = 128 consecutive
-steps (``sweeplab.dmf.escape.WINDOW``) around the escape step (dimension ``window_step``, the
+steps (``sweeplab.dmf.WINDOW``) around the escape step (dimension ``window_step``, the
 offset from ``window_start``; ``window_start`` is -1 and the window all nan for a run that
 never escaped), so that Figure 1 draws the departure along ``v_1`` step by step. Every computed
 block is checked for linear stability of the minimizer reached: an ``escaped`` run must end
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sweeplab import dmf
-from sweeplab.dmf.escape import WINDOW
+from sweeplab.dmf.records import WINDOW
 
 from ..canonical import point_seed
 
