@@ -30,6 +30,8 @@ from sweeplab.sweep.experiments import (
 from sweeplab.sweep.runner import FAIL_ENV
 
 
+AGG = "results/.aggregated/escape"  # the escape aggregate's stamp: blocks + aggregate only
+
 def _tree_state(path):
     """Bytes and mtime of every block store under ``path`` (the ledger caches are indexes)."""
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.rglob("*.zarr.zip"))}
@@ -257,6 +259,8 @@ def _aggregate_log(workdir):
 
 
 def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
+    # the dry runs plan the whole workflow (figures included); the runs but the last build the
+    # escape aggregate only (figures are the figure tests' business, and cost most of a run)
     run = copy_run(tiny_run, tmp_path / "run")
     blocks = run / "results" / "blocks"
     assert planned_jobs(snakemake(run, "-n")) == {}  # nothing changed: nothing to do
@@ -275,7 +279,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
         "figures_escape": N_ESCAPE_FIGURES,
         "default": 1,
     }
-    snakemake(run, env={FAIL_ENV: json.dumps({"c": 1.5})})
+    snakemake(run, AGG, env={FAIL_ENV: json.dumps({"c": 1.5})})
     after = _tree_state(blocks)
     assert {p: after[p] for p in before} == before  # old block stores untouched (bytes, mtime)
     new = [p for p in after if p not in before and p.name.endswith(".zarr.zip")]
@@ -287,14 +291,14 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
     assert "injected failure" in str(esc.error.sel(c=1.5, seed=0).item())
     assert "2 failed point(s)" in _aggregate_log(run)
     # the failed points are kept until retried; retry_failed recomputes just them
-    assert planned_jobs(snakemake(run, "-n")) == {}
-    snakemake(run, "--config", "retry_failed=True")
+    assert planned_jobs(snakemake(run, "-n", AGG)) == {}
+    snakemake(run, AGG, "--config", "retry_failed=True")
     retried = [p for p in _tree_state(blocks) if p not in after and p.name.endswith(".zarr.zip")]
     assert len(retried) == 1 and open_block(retried[0]).sizes["point"] == 2
     esc = open_dataset(run / "results" / "escape.zarr").load()
     assert int(esc.status.sum()) == 0 and esc.loss.sel(c=1.5).notnull().any()
     assert "0 failed point(s)" in _aggregate_log(run)
-    assert planned_jobs(snakemake(run, "-n")) == {}
+    assert planned_jobs(snakemake(run, "-n", AGG)) == {}
     reference = _escape_values(run)
 
     # a numerical setting recomputes every point of that experiment (and nothing else) ...
@@ -308,7 +312,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
         "figures_escape": N_ESCAPE_FIGURES,
         "default": 1,
     }
-    snakemake(run)
+    snakemake(run, AGG)
     assert open_dataset(run / "results" / "escape.zarr").attrs["config"] != reference.attrs.get(
         "config", ""
     )
@@ -316,7 +320,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
     write_config(run, escape=extended)
     jobs = planned_jobs(snakemake(run, "-n"))
     assert jobs == {"aggregate": 1, "figures_escape": N_ESCAPE_FIGURES, "default": 1}
-    snakemake(run)
+    snakemake(run, AGG)
     xr.testing.assert_identical(_escape_values(run), reference)
 
     # a deleted block is recomputed (the same points: the same name) and only it is read
@@ -331,7 +335,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
         "figures_escape": N_ESCAPE_FIGURES,
         "default": 1,
     }
-    snakemake(run)
+    snakemake(run)  # rule all asks for the planned blocks: the deleted one is rebuilt
     assert victim.exists()
     assert f"update: 1 read, {len(holders) - 1} reused" in _aggregate_log(run)
     assert planned_jobs(snakemake(run, "-n")) == {}
