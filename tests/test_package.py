@@ -79,3 +79,17 @@ def test_core_install_runs_the_science_without_the_extras(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert re.search(r"^sweeplab==", installed, re.MULTILINE), installed
+
+
+def test_public_functions_named_like_their_submodules_stay_functions():
+    """``sweep.aggregate``, ``dmf.escape`` and ``dmf.sharpness`` are functions defined in
+    same-named submodules; importing those submodules first (as a test module or the CLI may)
+    must not rebind the package's names to the modules (it did for ``sweep.aggregate``)."""
+    code = (
+        "import sweeplab.sweep.aggregate, sweeplab.dmf.escape, sweeplab.dmf.sharpness\n"
+        "from sweeplab import dmf, sweep\n"
+        "from sweeplab.sweep import aggregate\n"
+        "for f in (sweep.aggregate, aggregate, dmf.escape, dmf.sharpness):\n"
+        "    assert callable(f) and type(f).__name__ == 'function', f\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -16,10 +16,9 @@ numba.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:
     from .derivatives import gradient, hvp, loss
@@ -110,33 +109,4 @@ __all__ = [
     "unflatten",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Module type of the package: ``escape`` and ``sharpness`` stay the functions.
-
-    Importing a submodule binds it to its package's attribute of the same name; the functions
-    :func:`escape` and :func:`sharpness` share their names with the submodules that define them,
-    and this keeps the functions there (as the eager imports of earlier versions did). The
-    submodules themselves are reached through ``sweeplab.dmf.escape`` imports
-    (``from sweeplab.dmf.escape import WINDOW``) as before.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _WHERE and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_names(__name__, _WHERE)
