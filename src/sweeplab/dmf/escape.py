@@ -121,10 +121,12 @@ either in the compiled kernel :func:`sweeplab.dmf.kernels.escape_runs` (numba; t
 above run inside the loop) or on stacked numpy arrays (the batched reference), chosen by its
 ``engine`` argument. All engines share the classification code and are tested against each
 other. On all-scalar chains the kernel repeats the numpy path's operations in the same order
-and its iterates are bit-identical; matrix chains round differently (index-order sums vs BLAS),
-and on sensitive (chaotic) orbits the different rounding makes the trajectories drift apart
-over thousands of steps, and with them the detected period or the step at which a wandering
-run finally converges.
+and its iterates (hence losses, outcomes and steps) are bit-identical; the distances and
+projections derived from them are sums taken in another order, equal to rounding (relative
+1e-9 seen on ``proj_null``, which is near zero). Matrix chains round differently (index-order
+sums vs BLAS), and on sensitive (chaotic) orbits the different rounding makes the
+trajectories drift apart over thousands of steps, and with them the detected period or the
+step at which a wandering run finally converges.
 """
 
 from __future__ import annotations
@@ -1064,8 +1066,8 @@ def escape_batch(
         One result per step size, in order, with the same meaning as :func:`escape`. The
         classification of non-converged runs and the final sharpness use the same code in
         every engine. On all-scalar chains the kernel's iterates are bit-identical to the
-        numpy path's; on matrix chains they agree to rounding, so the engines can part on
-        sensitive (chaotic) orbits.
+        numpy path's (distances and projections equal to rounding); on matrix chains they
+        agree to rounding, so the engines can part on sensitive (chaotic) orbits.
 
     Raises
     ------
