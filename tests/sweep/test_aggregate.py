@@ -59,6 +59,12 @@ def test_full_then_incremental_add_change_remove(tmp_path, blocks_dir):
     blocks = write_blocks(blocks_dir, section)
     r = aggregate("sharpness", section, blocks_dir, out, attrs={"title": "t"})
     assert (r.mode, r.blocks_read, r.n_blocks) == ("rebuild", len(blocks), 24)
+    # 24 blocks, one cell (the grid is small): each block read once, the cell written once
+    # (it was loaded and written again for every block, which made small blocks slow)
+    from sweeplab.sweep.aggregate import Layout
+
+    assert len(list(Layout(REGISTRY["sharpness"], section).cells())) == 1
+    assert r.cells_written == 1
     got = assert_matches(out, blocks.values())
     assert got.attrs["title"] == "t" and got.status.attrs["flag_values"] == [0, 1]
 

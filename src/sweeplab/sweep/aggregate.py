@@ -546,35 +546,85 @@ def _by_cell(layout: Layout, flat: np.ndarray, shape: tuple[int, ...]
     return out
 
 
+def _cells_of(state: _State, flat: np.ndarray) -> np.ndarray:
+    """Cell number (row-major over the chunked dims) of each flat grid index."""
+    layout = state.layout
+    if not layout.chunked:
+        return np.zeros(len(flat), dtype=np.int64)
+    idx = dict(zip(layout.grid_dims, np.unravel_index(flat, state.grid.shape), strict=True))
+    n_cells = [-(-state.grid.shape[layout.grid_dims.index(d)] // layout.chunks[d])
+               for d in layout.chunked]  # fmt: skip
+    ids = [idx[d] // layout.chunks[d] for d in layout.chunked]
+    return np.ravel_multi_index(ids, n_cells).astype(np.int64)
+
+
 def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | None,
            fresh: bool = False) -> int:  # fmt: skip
-    """Write the grid points of ``blocks`` into ``group``, cell by cell; return cells written.
+    """Write the grid points of ``blocks`` into ``group``; return the cells written.
+
+    Each block is read once and each touched cell is loaded (unless ``fresh`` and new), filled
+    from every block that holds points in it, and written once. Which cells a block touches is
+    known from the ledger before any block is read, so a cell is written as soon as its last
+    block is in; blocks are taken in the order of their first cell, which keeps few cells
+    in memory at a time (each at most ``CELL_ELEMENTS`` values per variable).
 
     With ``store``, each touched chunk file is unlinked before it is written (copy-on-write of
-    a hard-linked store). ``fresh``: ``group`` is new and empty, so a cell not written yet needs
-    no reading.
+    a hard-linked store). ``fresh``: ``group`` is new and empty, so a cell needs no reading.
     """
+    blocks = np.asarray(blocks, dtype=np.int64)
+    flat_all = np.flatnonzero(np.isin(state.holder, blocks))
+    cell_all = _cells_of(state, flat_all)
+    owner = state.holder[flat_all]
+    # blocks still to come per cell, and the cells of each block
+    pending: dict[int, int] = {}
+    cells_of_block: dict[int, np.ndarray] = {}
+    for b in blocks.tolist():
+        cells_of_block[b] = np.unique(cell_all[owner == b])
+        for c in cells_of_block[b].tolist():
+            pending[c] = pending.get(c, 0) + 1
+    order = sorted(blocks.tolist(), key=lambda b: (cells_of_block[b][:1].tolist(), b))
+    open_cells: dict[tuple[int, ...], _Cell] = {}
     cells = 0
-    written: set[tuple[int, ...]] = set()
-    for b in blocks:
-        data, rows, flat = _block_points(state, int(b))
+    for b in order:
+        data, rows, flat = _block_points(state, b)
         for cell, (sel, idx) in _by_cell(state.layout, flat, state.grid.shape).items():
-            buf = _Cell(state.layout, cell)
-            if not fresh or cell in written:
-                buf.load(group)
-            written.add(cell)
+            buf = open_cells.get(cell)
+            if buf is None:
+                buf = open_cells[cell] = _Cell(state.layout, cell)
+                if not fresh:
+                    buf.load(group)
             try:
                 buf.put(rows[sel], idx, data)
             except (KeyError, IndexError, ValueError) as exc:
                 raise CorruptBlockError(
-                    state.ledger.path(int(b)), f"its arrays do not fit the grid ({exc})"
+                    state.ledger.path(b), f"its arrays do not fit the grid ({exc})"
                 ) from None
+        for c in cells_of_block[b].tolist():
+            pending[c] -= 1
+            if pending[c]:
+                continue
+            cell = _cell_tuple(state, c)
+            buf = open_cells.pop(cell, None)
+            if buf is None:  # the ledger said the block holds points there, the block not
+                continue
             if store is not None:
                 for chunk in _chunk_files(store, state.layout, cell):
                     chunk.unlink(missing_ok=True)
             buf.write(group)
             cells += 1
+    if open_cells:  # a block held points the ledger did not place: refuse rather than drop them
+        raise RuntimeError(f"cells {sorted(open_cells)} were filled but never written")
     return cells
+
+
+def _cell_tuple(state: _State, c: int) -> tuple[int, ...]:
+    """Return the cell (index per chunked dim) of cell number ``c`` (see :func:`_cells_of`)."""
+    layout = state.layout
+    if not layout.chunked:
+        return ()
+    n_cells = [-(-state.grid.shape[layout.grid_dims.index(d)] // layout.chunks[d])
+               for d in layout.chunked]  # fmt: skip
+    return tuple(int(x) for x in np.unravel_index(c, n_cells))
 
 
 def _set_root_attrs(store: Path, attrs: Mapping[str, Any]) -> None:
