@@ -22,11 +22,13 @@ the same grid in its own layout (``seeds_per_block: 4``) at ``--baseline-points`
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -153,8 +155,9 @@ def bench_overhead(args) -> None:
     with tempfile.TemporaryDirectory(prefix="sweep-overhead-") as tmp:
         # blocks and aggregate only (no figures)
         target = "results/.aggregated/sharpness"
-        wall, _, _ = snakemake_run(Path(tmp), cfg, "--cores", "1", "--set-threads",
-                                   "sharpness_block=1", target, "--quiet")  # fmt: skip
+        # the target after --cores: --configfile and --set-threads take every following word
+        wall, _, _ = snakemake_run(Path(tmp), cfg, "--cores", "1", target, "--set-threads",
+                                   "sharpness_block=1", "--quiet")  # fmt: skip
         n_blocks = len(list((Path(tmp) / "results/blocks/sharpness").glob("*.zarr.zip")))
     print(f"{args.points} sharpness points of ~{1e3 * loop / args.points:.1f} ms")
     print(f"plain loop      {loop:8.2f} s")
@@ -296,7 +299,10 @@ def bench_status(args) -> None:
     with tempfile.TemporaryDirectory(prefix="sweep-status-") as tmp:
         t = Path(tmp)
         t0 = time.perf_counter()
-        n = synthetic_blocks(t / "results", sec)
+        # in a child process: a child forked from a large parent reports the parent's pages in
+        # its peak RSS (ru_maxrss), which would inflate the figures of the status runs
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            n = pool.submit(synthetic_blocks, t / "results", sec).result()
         made = time.perf_counter() - t0
         cfg = t / "config.yaml"
         cfg.write_text(yaml.safe_dump(config_for(sec)))
