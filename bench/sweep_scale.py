@@ -9,7 +9,7 @@ Usage::
 
     .venv/bin/python bench/sweep_scale.py plan [--points 1000000] [--baseline TREE]
     .venv/bin/python bench/sweep_scale.py status [--points 1000000]
-    .venv/bin/python bench/sweep_scale.py overhead [--points 6000]
+    .venv/bin/python bench/sweep_scale.py overhead [--points 3000] [--points2 12000]
     .venv/bin/python bench/sweep_scale.py insert
     .venv/bin/python bench/sweep_scale.py merge
     .venv/bin/python bench/sweep_scale.py paper
@@ -142,28 +142,46 @@ def sharp_section(seeds: int) -> dict:
             **SHARP}  # fmt: skip
 
 
-def bench_overhead(args) -> None:
-    """A whole Snakemake run (1 core, blocks of 1 thread) vs a plain loop, same points."""
+def _overhead_run(points: int, block_seconds: float) -> tuple[float, float, int]:
+    """Plain loop and whole Snakemake run (1 core) over ``points`` sharpness points."""
     from sweeplab.sweep.experiments.sharpness import sharpness_point
 
     t0 = time.perf_counter()
-    for seed in range(args.points):
+    for seed in range(points):
         sharpness_point(3, 4, 2, "gaussian", seed, SHARP)
     loop = time.perf_counter() - t0
-    cfg = config_for(sharp_section(args.points), "sharpness")
-    cfg["block_seconds"] = args.block_seconds
+    cfg = config_for(sharp_section(points), "sharpness")
+    cfg["block_seconds"] = block_seconds
     with tempfile.TemporaryDirectory(prefix="sweep-overhead-") as tmp:
-        # blocks and aggregate only (no figures)
+        # blocks and aggregate only (no figures); the target after --cores: --configfile and
+        # --set-threads take every following word
         target = "results/.aggregated/sharpness"
-        # the target after --cores: --configfile and --set-threads take every following word
         wall, _, _ = snakemake_run(Path(tmp), cfg, "--cores", "1", target, "--set-threads",
                                    "sharpness_block=1", "--quiet")  # fmt: skip
         n_blocks = len(list((Path(tmp) / "results/blocks/sharpness").glob("*.zarr.zip")))
-    print(f"{args.points} sharpness points of ~{1e3 * loop / args.points:.1f} ms")
-    print(f"plain loop      {loop:8.2f} s")
-    print(f"snakemake run   {wall:8.2f} s  ({n_blocks} blocks, block_seconds "
-          f"{args.block_seconds:g}, 1 core)")  # fmt: skip
-    print(f"overhead        {100 * (wall / loop - 1):8.1f} %")
+    return loop, wall, n_blocks
+
+
+def bench_overhead(args) -> None:
+    """A whole Snakemake run (1 core, blocks of 1 thread) vs a plain loop, same points.
+
+    With ``--points2``, a second, larger run gives the overhead *per point* (the difference of
+    the two runs over the difference of the two loops), apart from the fixed start-up.
+    """
+    rows = [(args.points, *_overhead_run(args.points, args.block_seconds))]
+    if args.points2:
+        rows.append((args.points2, *_overhead_run(args.points2, args.block_seconds)))
+    for n, loop, wall, n_blocks in rows:
+        print(
+            f"{n} sharpness points of ~{1e3 * loop / n:.1f} ms: plain loop {loop:8.2f} s, "
+            f"snakemake run {wall:8.2f} s ({n_blocks} blocks, block_seconds "
+            f"{args.block_seconds:g}, 1 core): overhead {100 * (wall / loop - 1):.1f} %"
+        )
+    if len(rows) == 2:
+        (_, l1, w1, _), (_, l2, w2, _) = rows
+        per_point = (w2 - w1) / (l2 - l1) - 1
+        fixed = w1 - l1 * (1 + per_point)
+        print(f"per-point overhead {100 * per_point:5.1f} %; fixed start-up {fixed:5.1f} s")
 
 
 def _results_points(res: Path, experiment: str) -> int:
@@ -327,6 +345,7 @@ def main() -> None:
     p = sub.add_parser("overhead")
     p.add_argument("--points", type=int, default=3000)
     p.add_argument("--block-seconds", type=float, default=60.0)
+    p.add_argument("--points2", type=int, default=None, help="a second, larger run")
     p.set_defaults(fn=bench_overhead)
     sub.add_parser("insert").set_defaults(fn=bench_insert)
     p = sub.add_parser("status")
