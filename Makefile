@@ -31,9 +31,10 @@ run: $(RUN_STAMP)
 demo: $(RUN_STAMP)
 	$(BIN)/python -m sweeplab.demo
 
-## test: the fast default suite (a few minutes on 2 cores)
+## test: the fast default suite on 2 workers (pytest-xdist; each test file stays on one worker,
+## so a file's module and session fixtures are built once)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## test-slow: the larger tier behind the `slow` marker
 test-slow: $(STAMP)

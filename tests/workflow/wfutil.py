@@ -51,6 +51,15 @@ def snakemake(
     return proc
 
 
+def lint_findings(proc: subprocess.CompletedProcess) -> set[str]:
+    """The findings (``* ...`` lines) of ``snakemake --lint``."""
+    return {
+        line.strip()
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if line.strip().startswith("* ")
+    }
+
+
 def write_config(workdir: Path, **overrides: dict) -> Path:
     cfg = yaml.safe_load(TINY.read_text())
     for section, values in overrides.items():
