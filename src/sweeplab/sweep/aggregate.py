@@ -575,12 +575,17 @@ def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | N
     flat_all = np.flatnonzero(np.isin(state.holder, blocks))
     cell_all = _cells_of(state, flat_all)
     owner = state.holder[flat_all]
-    # blocks still to come per cell, and the cells of each block
+    # the cells of each block (grouped by one sort: blocks x points would not scale), and the
+    # blocks still to come per cell
+    by_owner = np.argsort(owner, kind="stable")
+    owners, starts = np.unique(owner[by_owner], return_index=True)
+    ends = [*starts[1:].tolist(), len(by_owner)][: len(starts)]  # none when nothing is held
+    cells_of_block = {b: np.empty(0, dtype=np.int64) for b in blocks.tolist()}
+    for b, lo, hi in zip(owners.tolist(), starts.tolist(), ends, strict=True):
+        cells_of_block[b] = np.unique(cell_all[by_owner[lo:hi]])
     pending: dict[int, int] = {}
-    cells_of_block: dict[int, np.ndarray] = {}
-    for b in blocks.tolist():
-        cells_of_block[b] = np.unique(cell_all[owner == b])
-        for c in cells_of_block[b].tolist():
+    for cells_b in cells_of_block.values():
+        for c in cells_b.tolist():
             pending[c] = pending.get(c, 0) + 1
     order = sorted(blocks.tolist(), key=lambda b: (cells_of_block[b][:1].tolist(), b))
     open_cells: dict[tuple[int, ...], _Cell] = {}
