@@ -156,10 +156,14 @@ class Layout:
             out[dim] = slice(lo, min(lo + self.chunks[dim], len(self.coords[dim])))
         return out
 
+    @cached_property
+    def cell_counts(self) -> tuple[int, ...]:
+        """Number of cells along each chunked dimension."""
+        return tuple(-(-len(self.coords[d]) // self.chunks[d]) for d in self.chunked)
+
     def cells(self) -> Iterator[tuple[int, ...]]:
         """Every cell of the grid."""
-        counts = [-(-len(self.coords[d]) // self.chunks[d]) for d in self.chunked]
-        return product(*(range(n) for n in counts))
+        return product(*(range(n) for n in self.cell_counts))
 
 
 # Chunk keys "c.i.j" rather than "c/i/j": one directory per array instead of one per chunk
@@ -552,10 +556,8 @@ def _cells_of(state: _State, flat: np.ndarray) -> np.ndarray:
     if not layout.chunked:
         return np.zeros(len(flat), dtype=np.int64)
     idx = dict(zip(layout.grid_dims, np.unravel_index(flat, state.grid.shape), strict=True))
-    n_cells = [-(-state.grid.shape[layout.grid_dims.index(d)] // layout.chunks[d])
-               for d in layout.chunked]  # fmt: skip
     ids = [idx[d] // layout.chunks[d] for d in layout.chunked]
-    return np.ravel_multi_index(ids, n_cells).astype(np.int64)
+    return np.ravel_multi_index(ids, layout.cell_counts).astype(np.int64)
 
 
 def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | None,
@@ -624,12 +626,8 @@ def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | N
 
 def _cell_tuple(state: _State, c: int) -> tuple[int, ...]:
     """Return the cell (index per chunked dim) of cell number ``c`` (see :func:`_cells_of`)."""
-    layout = state.layout
-    if not layout.chunked:
-        return ()
-    n_cells = [-(-state.grid.shape[layout.grid_dims.index(d)] // layout.chunks[d])
-               for d in layout.chunked]  # fmt: skip
-    return tuple(int(x) for x in np.unravel_index(c, n_cells))
+    counts = state.layout.cell_counts
+    return tuple(int(x) for x in np.unravel_index(c, counts)) if counts else ()
 
 
 def _set_root_attrs(store: Path, attrs: Mapping[str, Any]) -> None:
