@@ -1,5 +1,6 @@
 """The Slurm modes' input checks and allocation sizing (no Slurm needed)."""
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -169,10 +170,16 @@ def test_slurm_cluster_scheduler_is_tls_only_on_its_interface(tmp_path, monkeypa
             with pytest.raises(SchedulerUnavailableError, match=bad):
                 with dask_client(1, {"address": bad, "timeout": 2}):
                     pass
+        # Clients that failed to connect are finalised by the garbage collector: a Client's
+        # __del__ closes its loop runner, and when that collection fires inside the next
+        # Client's loop-runner start (distributed 2026.x) the two deadlock (seen: make test hung
+        # here for 10 minutes with both threads idle). Collect them here, outside any start.
+        gc.collect()
         with pytest.raises(OSError):  # a TLS client with a certificate of its own making
             from distributed.security import Security
 
             Client(address, security=Security.temporary(), timeout=2)
+        gc.collect()
     assert not creds.exists()  # removed with the cluster
 
 
