@@ -14,6 +14,7 @@ and falls back to zarr for anything else.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,11 +65,30 @@ class CorruptBlockError(ValueError):
 
 @dataclass(frozen=True)
 class BlockData:
-    """Decoded content of a block: root attributes and every array (coordinates included)."""
+    """Content of a block: root attributes and every array (coordinates included).
+
+    ``array_attrs`` (each array's attributes: units, long name, flags) and ``coords`` (which
+    arrays are coordinates) are what a writer needs besides the values; a block read for
+    aggregation leaves them empty.
+    """
 
     attrs: dict[str, Any]
     arrays: dict[str, np.ndarray]
     dims: dict[str, tuple[str, ...]]
+    array_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coords: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> BlockData:
+        """Return the content of an in-memory block :class:`xarray.Dataset`."""
+        names = [str(k) for k in ds.variables]
+        return cls(
+            attrs=dict(ds.attrs),
+            arrays={n: np.asarray(ds.variables[n].values) for n in names},
+            dims={n: tuple(map(str, ds.variables[n].dims)) for n in names},
+            array_attrs={n: dict(ds.variables[n].attrs) for n in names},
+            coords=tuple(str(k) for k in ds.coords),
+        )
 
 
 def _canonical(values: np.ndarray) -> tuple[str, bytes]:
@@ -93,47 +113,112 @@ def digest(arrays: Mapping[str, np.ndarray], dims: Mapping[str, tuple[str, ...]]
     return "sha256:" + h.hexdigest()
 
 
-def _dataset_digest(ds: xr.Dataset) -> str:
-    arrays = {str(k): v.values for k, v in ds.variables.items()}
-    dims = {str(k): tuple(map(str, v.dims)) for k, v in ds.variables.items()}
-    return digest(arrays, dims)
+def _fill_value(values: np.ndarray) -> tuple[Any, str | None]:
+    """Zarr ``fill_value`` of an array and its ``_FillValue`` attribute, as xarray writes them.
+
+    Floats: nan, with ``_FillValue`` the base64 of nan's bytes (xarray's FillValueCoder);
+    integers and booleans: zarr's default, no attribute; strings: ``""``.
+    """
+    kind = values.dtype.kind
+    if kind == "f":
+        raw = np.array(np.nan, dtype=values.dtype.newbyteorder("<")).tobytes()
+        return float("nan"), base64.standard_b64encode(raw).decode()
+    if kind in "OUT":
+        return "", None
+    return None, None
 
 
-def write_block(ds: xr.Dataset, path: str | os.PathLike[str]) -> str:
-    """Write ``ds`` as a one-file block store at ``path`` (all or nothing); return its digest.
+def _encoded_attrs(block: BlockData, name: str) -> dict[str, Any]:
+    """Attributes of array ``name`` as xarray's encoder writes them (CF ``coordinates``)."""
+    attrs = dict(block.array_attrs.get(name, {}))
+    if name not in block.coords:
+        own = set(block.dims[name])
+        names = sorted(
+            c for c in block.coords if block.dims[c] != (c,) and set(block.dims[c]) <= own
+        )
+        if names:
+            attrs["coordinates"] = " ".join(names)
+    return attrs
+
+
+def _zarr_members(block: BlockData) -> dict[str, bytes]:
+    """Encode ``block`` as the members of a consolidated zarr v3 store (key -> bytes).
+
+    Every array is one chunk, encoded ``bytes`` (little endian) or ``vlen-utf8`` (strings),
+    then zstd level 0, with xarray's attributes (``_FillValue``, ``coordinates``), so that
+    ``xarray.open_zarr`` reads the block exactly as if xarray had written it (tested).
+    """
+    import zarr
+    from zarr.codecs import ZstdCodec
+    from zarr.storage import MemoryStore
+
+    memory = MemoryStore()
+    root = zarr.create_group(memory, zarr_format=3, attributes=block.attrs)
+    for name, values in block.arrays.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "OUT":
+            values = values.astype(object)
+            dtype: Any = str
+        else:
+            dtype = values.dtype.newbyteorder("<") if values.dtype.itemsize > 1 else values.dtype
+        fill, fill_attr = _fill_value(values)
+        attrs = _encoded_attrs(block, name)
+        if fill_attr is not None:
+            attrs["_FillValue"] = fill_attr
+        array = root.create_array(
+            name,
+            shape=values.shape,
+            chunks=values.shape if values.shape and 0 not in values.shape else None,
+            dtype=dtype,
+            fill_value=fill,
+            compressors=ZstdCodec(level=0, checksum=False),
+            attributes=attrs,
+            dimension_names=block.dims[name],
+            config={"write_empty_chunks": True},
+        )
+        array[...] = values
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(memory, zarr_format=3)
+    return {key: buf.to_bytes() for key, buf in memory._store_dict.items()}
+
+
+def write_block(block: BlockData | xr.Dataset, path: str | os.PathLike[str]) -> str:
+    """Write ``block`` as a one-file block store at ``path`` (all or nothing); return its digest.
+
+    Parameters
+    ----------
+    block : BlockData or xarray.Dataset
+        The block's content (a block job passes :class:`BlockData`, which needs no xarray).
+    path : path
+        Destination, ``<block>.zarr.zip``.
 
     Every array is one chunk and every chunk is written (no implicit fill-value chunks), so a
     missing member always means damage.
-    """
-    from zarr.storage import MemoryStore
 
+    """
     target = Path(path)
     if not target.name.endswith(BLOCK_SUFFIX):
         raise ValueError(f"block path {target} must end in {BLOCK_SUFFIX}")
-    ds = ds.copy()
-    ds.attrs["sweeplab_format"] = FORMAT
-    ds.attrs["sweeplab_digest"] = _dataset_digest(ds)
-    memory = MemoryStore()
-    encoding = {name: {"chunks": var.shape or None} for name, var in ds.variables.items()}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        ds.to_zarr(
-            memory, mode="w", zarr_format=3, consolidated=True, encoding=encoding,
-            write_empty_chunks=True,
-        )  # fmt: skip
+    if not isinstance(block, BlockData):
+        block = BlockData.from_dataset(block)
+    attrs = dict(block.attrs)
+    attrs["sweeplab_format"] = FORMAT
+    attrs["sweeplab_digest"] = digest(block.arrays, block.dims)
+    members = _zarr_members(replace(block, attrs=attrs))
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp = temporary_name(target)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            for key in sorted(memory._store_dict):
-                zf.writestr(key, memory._store_dict[key].to_bytes())
+            for key in sorted(members):
+                zf.writestr(key, members[key])
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    return ds.attrs["sweeplab_digest"]
+    return attrs["sweeplab_digest"]
 
 
 def _chunk_key(meta: Mapping[str, Any]) -> str | None:

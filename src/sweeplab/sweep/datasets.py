@@ -12,12 +12,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
-if TYPE_CHECKING:
+from .blockstore import BlockData
+
+if TYPE_CHECKING:  # xarray only where a block becomes a Dataset (block jobs never need it)
+    import xarray as xr
+
     from .experiments.base import Experiment, Points
 
-__all__ = ["POINT", "block_dims", "coord_attrs", "label"]
+__all__ = ["POINT", "block_content", "block_dims", "coord_attrs", "label", "to_dataset"]
 
 POINT = "point"
 TABLE_ATTRS = {
@@ -43,15 +46,19 @@ def block_dims(experiment: Experiment, dims: tuple[str, ...]) -> tuple[str, ...]
     return (POINT, *(d for d in dims if d not in grid))
 
 
-def label(
+def block_content(
     experiment: Experiment,
     points: Points,
     data: Mapping[str, np.ndarray],
     settings: Mapping[str, Any],
     wall: np.ndarray | None = None,
     cost: np.ndarray | None = None,
-) -> xr.Dataset:
-    """Return the labelled dataset of one block.
+) -> BlockData:
+    """Return the labelled content of one block as plain numpy arrays (no xarray).
+
+    This is what a block job writes (:func:`sweeplab.sweep.blockstore.write_block`), so that
+    computing a block needs neither xarray nor dask.array; :func:`label` turns it into the same
+    block as an :class:`xarray.Dataset`.
 
     Parameters
     ----------
@@ -62,7 +69,15 @@ def label(
     settings : mapping
         The points' settings (for the non-grid coordinates).
     wall, cost : ndarray, optional
-        Wall time (s) and estimated cost (s) of each point (nan if not given).
+        Wall time (s) and estimated cost (s) of each point, shape ``(n_points,)`` (nan if not
+        given).
+
+    Returns
+    -------
+    BlockData
+        Arrays (coordinates first: one per axis and ``key`` along ``point``, then the inner
+        dimensions; then the variables, ``point_wall_time`` and ``point_cost``), their dims,
+        their attributes (units, long names, flags) and the names of the coordinates.
 
     Raises
     ------
@@ -71,37 +86,69 @@ def label(
 
     """
     n = len(points)
-    coords: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    dims: dict[str, tuple[str, ...]] = {}
     for axis in experiment.axes:
-        coords[axis.dimension] = (POINT, axis.column(points.columns[axis.name]))
-    coords["key"] = (POINT, np.asarray(points.keys, dtype=object))
-    coords.update(experiment.inner_coords(settings, points))
+        arrays[axis.dimension] = np.asarray(axis.column(points.columns[axis.name]))
+        dims[axis.dimension] = (POINT,)
+    arrays["key"] = np.asarray(points.keys, dtype=object)
+    dims["key"] = (POINT,)
+    for dim, values in experiment.inner_coords(settings, points).items():
+        arrays[dim] = np.asarray(values)
+        dims[dim] = (dim,)
+    coords = tuple(arrays)
     if set(data) != set(experiment.variables):
         raise ValueError(
             f"{experiment.name}: computed variables {sorted(data)} differ from the declared "
             f"{sorted(experiment.variables)}"
         )
-    variables = {}
+    attrs: dict[str, dict[str, Any]] = {name: {} for name in arrays}
+    for dim, extra in coord_attrs(experiment).items():
+        if dim in attrs:
+            attrs[dim].update(extra)
+    attrs["key"].update(TABLE_ATTRS["key"])
     for name, var in experiment.variables.items():
-        dims = block_dims(experiment, var.dims)
-        shape = (n, *(len(coords[d]) for d in dims[1:]))
+        vdims = block_dims(experiment, var.dims)
+        shape = (n, *(len(arrays[d]) for d in vdims[1:]))
         values = np.asarray(data[name])
         if values.size != int(np.prod(shape)):
             raise ValueError(
-                f"{experiment.name}.{name}: {values.size} values for dims {dims} of shape {shape}"
+                f"{experiment.name}.{name}: {values.size} values for dims {vdims} of shape {shape}"
             )
         dtype = object if var.dtype == "str" else var.dtype
-        variables[name] = xr.Variable(dims, values.reshape(shape).astype(dtype), var.attrs())
+        arrays[name] = values.reshape(shape).astype(dtype)
+        dims[name] = vdims
+        attrs[name] = var.attrs()
     nan = np.full(n, np.nan)
-    variables["point_wall_time"] = xr.Variable(
-        (POINT,), nan if wall is None else np.asarray(wall, float), TABLE_ATTRS["point_wall_time"]
-    )
-    variables["point_cost"] = xr.Variable(
-        (POINT,), nan if cost is None else np.asarray(cost, float), TABLE_ATTRS["point_cost"]
-    )
-    ds = xr.Dataset(variables, coords=coords)
-    for dim, attrs in coord_attrs(experiment).items():
-        if dim in ds.coords:
-            ds[dim].attrs.update(attrs)
-    ds["key"].attrs.update(TABLE_ATTRS["key"])
-    return ds
+    for name, values in (("point_wall_time", wall), ("point_cost", cost)):
+        arrays[name] = nan if values is None else np.asarray(values, dtype=float)
+        dims[name] = (POINT,)
+        attrs[name] = dict(TABLE_ATTRS[name])
+    return BlockData({}, arrays, dims, attrs, coords)
+
+
+def to_dataset(block: BlockData) -> xr.Dataset:
+    """Return ``block`` (from :func:`block_content`) as an :class:`xarray.Dataset`."""
+    import xarray as xr
+
+    def variable(name: str) -> xr.Variable:
+        return xr.Variable(block.dims[name], block.arrays[name], block.array_attrs.get(name, {}))
+
+    coords = {name: variable(name) for name in block.coords}
+    data = {name: variable(name) for name in block.arrays if name not in coords}
+    return xr.Dataset(data, coords=coords, attrs=dict(block.attrs))
+
+
+def label(
+    experiment: Experiment,
+    points: Points,
+    data: Mapping[str, np.ndarray],
+    settings: Mapping[str, Any],
+    wall: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
+) -> xr.Dataset:
+    """Return the labelled dataset of one block: :func:`block_content` as xarray.
+
+    Parameters and errors are those of :func:`block_content`.
+    """
+    return to_dataset(block_content(experiment, points, data, settings, wall, cost))

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # imported lazily: status and planning need neither
     import xarray as xr
     from distributed import Client
 
+    from ..blockstore import BlockData
+
 __all__ = [
     "MAX_GRID_POINTS",
     "Axis",
@@ -375,15 +377,18 @@ class Experiment:
         """Compute ``points`` on ``client``: one array per variable, the point axis first."""
         raise NotImplementedError
 
-    def compute(self, points: Points, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
-        """Compute ``points`` on ``client`` and return the labelled block dataset.
+    def compute_block(
+        self, points: Points, settings: Mapping[str, Any], client: Client
+    ) -> BlockData:
+        """Compute ``points`` on ``client``; return the labelled block content (numpy only).
 
         ``compute_points`` may return ``point_wall_time`` (s per point); otherwise the batch's
-        wall time is shared equally by its points.
+        wall time is shared equally by its points. This is what a block job writes; it needs
+        no xarray (:meth:`compute` is the same as a Dataset).
         """
         import time
 
-        from ..datasets import label
+        from ..datasets import block_content
 
         t0 = time.perf_counter()
         data = dict(self.compute_points(points, settings, client))
@@ -391,7 +396,13 @@ class Experiment:
         if wall is None:
             wall = np.full(len(points), (time.perf_counter() - t0) / len(points))
         cost = self.point_cost(points.columns, settings)
-        return label(self, points, data, settings, wall=wall, cost=cost)
+        return block_content(self, points, data, settings, wall=wall, cost=cost)
+
+    def compute(self, points: Points, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
+        """Compute ``points`` on ``client`` and return the labelled block dataset."""
+        from ..datasets import to_dataset
+
+        return to_dataset(self.compute_block(points, settings, client))
 
     def empty_points(
         self, n: int, settings: Mapping[str, Any], points: Points | None = None

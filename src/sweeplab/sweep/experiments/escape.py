@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import xarray as xr
     from distributed import Client
 
+    from ..blockstore import BlockData
+
 from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "escape_minimizer",
     "escape_points",
     "stability_violations",
+    "unstable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,6 +148,16 @@ def escape_points(
     return out
 
 
+def unstable(outcome: Any, final_sharpness: Any, two_over_eta: Any, rtol: float = STABILITY_RTOL
+             ) -> Any:  # fmt: skip
+    """Mask of escaped runs ending sharper than ``(2/η)(1 + rtol)`` (or with nan sharpness).
+
+    Works on numpy arrays and on xarray DataArrays alike (same shapes, or broadcastable).
+    """
+    escaped = outcome == dmf.OUTCOMES.index("escaped")
+    return escaped & ~(final_sharpness <= two_over_eta * (1.0 + rtol))
+
+
 def stability_violations(ds: xr.Dataset, rtol: float = STABILITY_RTOL) -> list[str]:
     """Escaped runs of ``ds`` that end sharper than ``(2/η)(1 + rtol)``, described one by one.
 
@@ -164,9 +177,7 @@ def stability_violations(ds: xr.Dataset, rtol: float = STABILITY_RTOL) -> list[s
         violation (the check cannot be made).
 
     """
-    escaped = ds.outcome == dmf.OUTCOMES.index("escaped")
-    limit = ds.two_over_eta * (1.0 + rtol)
-    bad = escaped & ~(ds.final_sharpness <= limit)
+    bad = unstable(ds.outcome, ds.final_sharpness, ds.two_over_eta, rtol)
     out = []
     dims = ("point",) if "point" in ds.dims else DIMS  # a block or an aggregate
     for idx in zip(*np.nonzero(bad.transpose(*dims).values), strict=True):
@@ -407,12 +418,18 @@ class Escape(Experiment):
                         data[key][i] = value
         return data
 
-    def compute(self, points: Points, settings: Mapping[str, Any], client: Client) -> xr.Dataset:
+    def compute_block(
+        self, points: Points, settings: Mapping[str, Any], client: Client
+    ) -> BlockData:
         """Compute ``points`` and check escaped runs against ``2/η`` (warnings, values kept)."""
-        ds = super().compute(points, settings, client)
-        for text in stability_violations(ds):
-            logger.warning("escape: escaped run sharper than 2/eta: %s", text)
-        return ds
+        block = super().compute_block(points, settings, client)
+        a = block.arrays
+        if np.any(unstable(a["outcome"], a["final_sharpness"], a["two_over_eta"])):
+            from ..datasets import to_dataset  # xarray only to describe a violation
+
+            for text in stability_violations(to_dataset(block)):
+                logger.warning("escape: escaped run sharper than 2/eta: %s", text)
+        return block
 
 
 EXPERIMENT = ESCAPE = Escape()
