@@ -9,7 +9,8 @@ Usage::
 
     .venv/bin/python bench/sweep_scale.py plan [--points 1000000] [--baseline TREE]
     .venv/bin/python bench/sweep_scale.py status [--points 1000000]
-    .venv/bin/python bench/sweep_scale.py overhead [--points 3000] [--points2 12000]
+    .venv/bin/python bench/sweep_scale.py overhead [--points 3000] [--points2 12000] \
+        [--baseline TREE]
     .venv/bin/python bench/sweep_scale.py insert
     .venv/bin/python bench/sweep_scale.py merge
     .venv/bin/python bench/sweep_scale.py paper
@@ -126,12 +127,12 @@ def bench_plan(args) -> None:
         print(f"{name:<10} {n:>9} {wall:>8.1f} {rss:>8.0f} {jobs:>7}")
 
 
-def snakemake_run(tmp: Path, config: dict, *args: str, check: bool = True):
+def snakemake_run(tmp: Path, config: dict, *args: str, check: bool = True, tree: Path = REPO):
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp),
+    cmd = [str(BIN / "snakemake"), "-s", str(tree / "Snakefile"), "-d", str(tmp),
            "--configfile", str(cfg), *args]  # fmt: skip
-    return run(cmd, tmp, env_for(REPO), check=check)
+    return run(cmd, tmp, env_for(tree), check=check)
 
 
 SHARP = {"gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 0}
@@ -142,14 +143,29 @@ def sharp_section(seeds: int) -> dict:
             **SHARP}  # fmt: skip
 
 
-def _overhead_run(points: int, block_seconds: float) -> tuple[float, float, int]:
-    """Plain loop and whole Snakemake run (1 core) over ``points`` sharpness points."""
+def _loop(points: int) -> float:
+    """Wall time of a plain loop over the sharpness points of seeds ``0..points-1``."""
     from sweeplab.sweep.experiments.sharpness import sharpness_point
 
     t0 = time.perf_counter()
     for seed in range(points):
         sharpness_point(3, 4, 2, "gaussian", seed, SHARP)
-    loop = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def _point_seconds(blocks: Path) -> float:
+    """Sum of the per-point wall times the blocks recorded (the run's own compute time)."""
+    from sweeplab.sweep.blockstore import read_point_table
+
+    return sum(float(read_point_table(f, "sharpness").arrays["point_wall_time"].sum())
+               for f in blocks.glob("*.zarr.zip"))  # fmt: skip
+
+
+def _overhead_run(points: int, block_seconds: float, tree: Path) -> tuple[float, float, int]:
+    """A whole Snakemake run (1 core) over ``points`` sharpness points with the tree ``tree``.
+
+    Returns its wall time, the sum of its points' recorded wall times, and its blocks.
+    """
     cfg = config_for(sharp_section(points), "sharpness")
     cfg["block_seconds"] = block_seconds
     with tempfile.TemporaryDirectory(prefix="sweep-overhead-") as tmp:
@@ -157,31 +173,46 @@ def _overhead_run(points: int, block_seconds: float) -> tuple[float, float, int]
         # --set-threads take every following word
         target = "results/.aggregated/sharpness"
         wall, _, _ = snakemake_run(Path(tmp), cfg, "--cores", "1", target, "--set-threads",
-                                   "sharpness_block=1", "--quiet")  # fmt: skip
-        n_blocks = len(list((Path(tmp) / "results/blocks/sharpness").glob("*.zarr.zip")))
-    return loop, wall, n_blocks
+                                   "sharpness_block=1", "--quiet", tree=tree)  # fmt: skip
+        blocks = Path(tmp) / "results/blocks/sharpness"
+        n_blocks = len(list(blocks.glob("*.zarr.zip")))
+        inside = _point_seconds(blocks)
+    return wall, inside, n_blocks
 
 
 def bench_overhead(args) -> None:
-    """A whole Snakemake run (1 core, blocks of 1 thread) vs a plain loop, same points.
+    """A whole Snakemake run (1 core, blocks of 1 thread) vs a plain loop over the same points.
 
-    With ``--points2``, a second, larger run gives the overhead *per point* (the difference of
-    the two runs over the difference of the two loops), apart from the fixed start-up.
+    Two measures of the overhead: against the plain loop (``run / loop - 1``; the loop runs
+    just before each run, but the machine's speed can drift between them), and against the
+    run's own compute (``run / sum of the points' recorded wall times - 1``, immune to drift).
+    With ``--points2``, a second, larger run gives the overhead *per point*: the difference of
+    the two runs over the difference of their compute. ``--baseline TREE`` runs every size
+    with that checkout's Snakefile and sources too, interleaved, for before and after.
     """
-    rows = [(args.points, *_overhead_run(args.points, args.block_seconds))]
-    if args.points2:
-        rows.append((args.points2, *_overhead_run(args.points2, args.block_seconds)))
-    for n, loop, wall, n_blocks in rows:
-        print(
-            f"{n} sharpness points of ~{1e3 * loop / n:.1f} ms: plain loop {loop:8.2f} s, "
-            f"snakemake run {wall:8.2f} s ({n_blocks} blocks, block_seconds "
-            f"{args.block_seconds:g}, 1 core): overhead {100 * (wall / loop - 1):.1f} %"
-        )
-    if len(rows) == 2:
-        (_, l1, w1, _), (_, l2, w2, _) = rows
-        per_point = (w2 - w1) / (l2 - l1) - 1
-        fixed = w1 - l1 * (1 + per_point)
-        print(f"per-point overhead {100 * per_point:5.1f} %; fixed start-up {fixed:5.1f} s")
+    trees = [("this tree", REPO)]
+    if args.baseline:
+        trees.insert(0, ("baseline", Path(args.baseline).resolve()))
+    sizes = [args.points] + ([args.points2] if args.points2 else [])
+    rows = []
+    for n in sizes:
+        for name, tree in trees:
+            loop = _loop(n)
+            wall, inside, n_blocks = _overhead_run(n, args.block_seconds, tree)
+            rows.append((name, n, loop, wall, inside, n_blocks))
+    print(f"sharpness points of ~{1e3 * rows[0][2] / rows[0][1]:.1f} ms, block_seconds "
+          f"{args.block_seconds:g}, 1 core")  # fmt: skip
+    print(f"{'tree':<10} {'points':>7} {'blocks':>6} {'loop s':>8} {'run s':>8} "
+          f"{'points s':>9} {'vs loop':>8} {'vs points':>9}")  # fmt: skip
+    for name, n, loop, wall, inside, n_blocks in rows:
+        print(f"{name:<10} {n:>7} {n_blocks:>6} {loop:>8.2f} {wall:>8.2f} {inside:>9.2f} "
+              f"{100 * (wall / loop - 1):>7.1f}% {100 * (wall / inside - 1):>8.1f}%")  # fmt: skip
+    if len(sizes) == 2:
+        for name, _ in trees:
+            (_, _, _, w1, i1, _), (_, _, _, w2, i2, _) = [r for r in rows if r[0] == name]
+            per_point = (w2 - w1) / (i2 - i1) - 1
+            print(f"{name}: per-point overhead {100 * per_point:5.1f} % "
+                  f"(fixed {w1 - i1 * (1 + per_point):5.1f} s a run)")  # fmt: skip
 
 
 def _results_points(res: Path, experiment: str) -> int:
@@ -346,6 +377,7 @@ def main() -> None:
     p.add_argument("--points", type=int, default=3000)
     p.add_argument("--block-seconds", type=float, default=60.0)
     p.add_argument("--points2", type=int, default=None, help="a second, larger run")
+    p.add_argument("--baseline", help="another checkout, run interleaved (before and after)")
     p.set_defaults(fn=bench_overhead)
     sub.add_parser("insert").set_defaults(fn=bench_insert)
     p = sub.add_parser("status")
