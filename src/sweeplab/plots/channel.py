@@ -82,6 +82,14 @@ def _why(ds: xr.Dataset) -> str:
     return "the values are nan or inf"
 
 
+def _gap_why(ds: xr.Dataset, default: str) -> str:
+    """Why no geometry has a finite positive gap: no plane at all (``wall: false``), or else."""
+    gap = np.asarray(ds.gap.values, dtype=float) if "gap" in ds else np.array([])
+    if gap.size and np.isposinf(gap).all():
+        return "no reflecting plane (channel.wall: false): the gap is infinite"
+    return style.reason(ds, default)
+
+
 def _legend(ax: Axes, **kwargs: object) -> None:
     """Add a legend to ``ax`` if it has labelled artists."""
     if ax.get_legend_handles_labels()[0]:
@@ -161,7 +169,7 @@ def channel_gap(ds: xr.Dataset) -> Figure:
     gap = np.asarray(sub.gap.values, dtype=float)
     err = 100 * np.asarray(sub.relerr_first_order.values, dtype=float)
     if not style.finite_any(gap, err, positive=True):
-        style.no_data(ax, _why(sub), title)
+        style.no_data(ax, _gap_why(sub, _why(sub)), title)
         return fig
     order = np.argsort(gap)
     ax.plot(gap[order], err[order], **style.series(0), label="first-order")
@@ -247,13 +255,15 @@ def channel_model_error(ds: xr.Dataset) -> Figure:
         for ax in axes:
             _missing(ax, "no half-space geometries")
         return fig
-    with style.quiet():
-        sub = sub.isel(geometry=np.flatnonzero(half & (sub.gap.values > 0)))
+    gap = np.asarray(sub.gap.values, dtype=float)
+    with style.quiet():  # gap is inf in free space (wall: false), nan for a failed point
+        ok = half & np.isfinite(gap) & (gap > 0)
     titles = [f"{label} vs exact, F(t) error (%)" for _, label in keys]
-    if sub.sizes["geometry"] == 0:
+    if not ok.any():
         for ax, title in zip(axes, titles, strict=True):
-            style.no_data(ax, style.reason(ds, "no finite positive gap"), title)
+            style.no_data(ax, _gap_why(sub, "no finite positive gap"), title)
         return fig
+    sub = sub.isel(geometry=np.flatnonzero(ok))
     sub = sub.isel(geometry=np.argsort(sub.gap.values))
     gaps = sub.gap.values
     time = sub.time.values
