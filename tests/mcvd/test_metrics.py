@@ -110,3 +110,12 @@ def test_comparison_helpers_against_hand_values():
     assert np.isnan(rel[0]) and rel[1] == pytest.approx(0.25) and rel[2] == pytest.approx(0.5)
     assert mcvd.whole_steps(2.0, 1e-4) and mcvd.whole_steps(0.3, 0.1)
     assert not mcvd.whole_steps(0.25, 0.1) and not mcvd.whole_steps(1e-3, 3e-4)
+
+
+def test_simulated_peak_without_absorbed_molecules_is_nan():
+    """W6: no molecule absorbed, no peak: nan time and rate (was a 'peak' at 2.5 ms, rate 0)."""
+    r = simulate(HALF, 0.05, 1e-3, 50, seed=2)  # 50 ms: spread ~4 um, the RX is 6.2 um away
+    assert r.n_absorbed == 0
+    t_peak, f_peak = peak(r, bin_width=0.005, seed=1)
+    for est in (t_peak, f_peak):
+        assert math.isnan(est.value) and math.isnan(est.stderr)

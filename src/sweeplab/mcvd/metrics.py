@@ -168,6 +168,9 @@ def _model_peak(g: Geometry, model: str) -> tuple[float, float]:
 def _histogram_peak(
     rate: NDArray[np.float64], se: NDArray[np.float64], centres: NDArray[np.float64]
 ) -> tuple[float, float]:
+    """Peak time (s) and rate (1/s) of a binned hitting rate; ``(nan, nan)`` if every bin is 0."""
+    if not np.max(rate, initial=0.0) > 0:  # no molecule absorbed: no peak
+        return math.nan, math.nan
     i = int(np.argmax(rate))
     lo = hi = i
     while lo > 0 and rate[lo - 1] >= PEAK_FRACTION * rate[i]:
@@ -217,9 +220,10 @@ def peak(
     Returns
     -------
     t_peak : Estimate
-        Peak time (s).
+        Peak time (s). A simulation in which no molecule was absorbed has no peak: value and
+        standard error are nan (so is the standard error when some bootstrap resample is empty).
     f_peak : Estimate
-        Peak hitting rate (1/s).
+        Peak hitting rate (1/s); nan (value and standard error) when there is no peak.
 
     Notes
     -----
@@ -237,6 +241,8 @@ def peak(
     edges, rate, se = binned_hitting_rate(source, bin_width)
     centres = 0.5 * (edges[1:] + edges[:-1])
     t0, f0 = _histogram_peak(rate, se, centres)
+    if math.isnan(t0):
+        return Estimate(math.nan, math.nan), Estimate(math.nan, math.nan)
     width = edges[1] - edges[0]
     n = source.n_molecules
     p = np.append(rate * width, max(0.0, 1.0 - rate.sum() * width))
