@@ -289,3 +289,35 @@ def test_slab_geometry_accepts_edges_and_reports_gaps():
     h = Geometry((0, 0, 10), (6, 0, 0), RR, D)
     assert h.slab_width is None and not h.is_slab and h.far_gap == math.inf and h.min_gap == 1.0
     assert Geometry((0, 0, 10), (6, 0, 0), RR, D, slab_width=np.float32(30)).slab_width == 30.0
+
+
+SUBNORMAL = [5e-324, 1e-320, 1e-310, 1e-300]
+
+
+@pytest.mark.parametrize("width", [None, 20.0])
+def test_subnormal_times_give_zero_without_a_laplace_solve(width, monkeypatch):
+    """H3: subnormal times hung the exact model (a contour of infinite scale, nan until order
+    1600); F and f are below 1e-300 there, so they are 0 at once, without any solve."""
+    from sweeplab.mcvd import exact, isi_taps, received_fraction
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Laplace solve for a time at which F < 1e-300")
+
+    g = Geometry((0, 0, 10), (7, 0, 0), RR, D, slab_width=width)
+    monkeypatch.setattr(exact, "_laplace", refuse)
+    for fn in (exact_absorbed_fraction, exact_hitting_rate):
+        assert np.array_equal(fn(g, SUBNORMAL), np.zeros(len(SUBNORMAL)))
+    assert received_fraction(g, 1e-320).value == 0.0
+    assert np.array_equal(isi_taps(g, 1e-320, n_taps=3)[0], np.zeros(3))
+
+
+@pytest.mark.parametrize("width", [None, 20.0])
+def test_closed_forms_at_subnormal_times_are_zero(width):
+    """H3: the closed forms' hitting rate was nan (t**3 underflowed) at t <= 1e-100."""
+    g = Geometry((0, 0, 10), (7, 0, 0), RR, D, slab_width=width)
+    t = [*SUBNORMAL, 1e-200, 1e-100]
+    for model in MODELS:
+        if model == "image-chain" and width is not None:
+            continue
+        assert np.array_equal(hitting_rate(g, t, model), np.zeros(len(t))), model
+        assert np.array_equal(absorbed_fraction(g, t, model), np.zeros(len(t))), model

@@ -291,10 +291,13 @@ def hitting_rate(
     tp = tt[pos]
     ck, ak = _terms(geometry, "free" if model == "exact" else model, float(tp.max()), order)
     four_dt = 4.0 * geometry.D * tp
-    pref = 1.0 / np.sqrt(math.pi * four_dt * tp**2)
-    for i in range(0, ck.size, 256):
-        c, a = ck[i : i + 256], ak[i : i + 256]
-        out[pos] += ((c * a) @ np.exp(-(a[:, None] ** 2) / four_dt[None, :])) * pref
+    # the prefactor 1/sqrt(4πD t³) goes into the exponent: t³ underflows (and the prefactor
+    # overflows) at tiny t, where the rate is an exact 0 (exp(−a²/(4Dt)) underflows first)
+    log_pref = -0.5 * np.log(math.pi * four_dt) - np.log(tp)
+    with np.errstate(over="ignore"):
+        for i in range(0, ck.size, 256):
+            c, a = ck[i : i + 256], ak[i : i + 256]
+            out[pos] += (c * a) @ np.exp(log_pref[None, :] - (a[:, None] ** 2) / four_dt[None, :])
     return out
 
 
