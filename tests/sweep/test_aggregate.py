@@ -87,7 +87,18 @@ def test_full_then_incremental_add_change_remove(tmp_path, blocks_dir):
     wider = sharp_section(depth=(2, 3, 4, 6))
     blocks.update({k: v for k, v in write_blocks(blocks_dir, wider).items() if k not in blocks})
     r = aggregate("sharpness", wider, blocks_dir, out)
-    assert (r.mode, r.blocks_read, r.blocks_reused) == ("rebuild", 8, 24)
+    # appended at the end: the store is resized in the old chunking, the new cell written
+    assert (r.mode, r.blocks_read, r.blocks_reused, r.cells_written) == ("extend", 8, 24, 1)
+    assert_matches(out, blocks.values())
+
+    # a value inserted in the middle: re-laid out, the old values copied, only new blocks read
+    middle = sharp_section(depth=(2, 3, 4, 5, 6))
+    blocks.update({k: v for k, v in write_blocks(blocks_dir, middle).items() if k not in blocks})
+    r = aggregate("sharpness", middle, blocks_dir, out)
+    assert (r.mode, r.blocks_read, r.blocks_reused) == ("rebuild", 8, 32)
+    # one cell: copied from the old aggregate, filled from the new blocks, written once (it
+    # was written with the old values, read back and written again)
+    assert r.cells_written == 1
     assert_matches(out, blocks.values())
 
     # an axis value removed: nothing is read
@@ -105,6 +116,55 @@ def test_full_then_incremental_add_change_remove(tmp_path, blocks_dir):
     xr.testing.assert_equal(open_dataset(full).load(), open_dataset(out).load())
     manifest = json.loads((out / MANIFEST).read_text())
     assert len(manifest["blocks"]) == 8 and manifest["n_failed"] == 0
+
+
+def test_appending_resizes_in_place_writes_new_cells_and_leaves_the_old_store(
+    tmp_path, blocks_dir, monkeypatch
+):
+    """An axis extended at its end: the store keeps its chunking and is resized; only the
+    cells of new points are written (small cells here: one depth each), in a copy-on-write
+    copy, so the files of the old store (hard links a reader may hold) never change."""
+    agg = sys.modules["sweeplab.sweep.aggregate"]
+    monkeypatch.setattr(agg, "CELL_ELEMENTS", 16)  # depth x (d_io 2, family 2, seeds 4)
+    out = tmp_path / "sharpness.zarr"
+    section = sharp_section()
+    blocks = write_blocks(blocks_dir, section)
+    r = aggregate("sharpness", section, blocks_dir, out)
+    assert (r.mode, r.cells_written) == ("rebuild", 3)
+    held = tmp_path / "held"  # what an open reader holds: the old files themselves
+    for f in sorted(out.rglob("*")):
+        if f.is_file():
+            (held / f.relative_to(out)).parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, held / f.relative_to(out))
+    before = {f: f.read_bytes() for f in held.rglob("*") if f.is_file()}
+
+    wider = sharp_section(depth=(2, 3, 4, 5))
+    blocks.update({k: v for k, v in write_blocks(blocks_dir, wider).items() if k not in blocks})
+    r = aggregate("sharpness", wider, blocks_dir, out)
+    assert (r.mode, r.blocks_read, r.blocks_reused, r.cells_written) == ("extend", 8, 24, 1)
+    assert_matches(out, blocks.values())
+    assert {f: f.read_bytes() for f in before} == before
+    # and the extended store equals a full rebuild (values, coordinates, attributes)
+    full = tmp_path / "full.zarr"
+    aggregate("sharpness", wider, blocks_dir, full, full=True)
+    xr.testing.assert_identical(open_dataset(full).load(), open_dataset(out).load())
+
+
+def test_appended_layout_keeps_old_chunks_up_to_twice_the_cells():
+    """The old chunking is kept while it makes at most twice the natural number of cells;
+    beyond, or when a count axis (seeds) or a middle value changes, the store is re-laid out."""
+    from sweeplab.sweep.aggregate import Layout
+
+    exp = REGISTRY["sharpness"]
+    old = Layout(exp, sharp_section(depth=(2, 3, 4)))
+    manifest = {"coords": old.keys, "chunks": old.chunks}
+    assert old.chunks["depth"] == 3
+    for depth, cells in [((2, 3, 4, 5), 2), ((2, 3, 4, 5, 6, 7), 2), ((2, 3, 4, 5, 6, 7, 8), None)]:
+        kept = Layout(exp, sharp_section(depth=depth)).appended(manifest)
+        assert (kept.cell_counts[0] if kept else None) == cells, depth
+    assert Layout(exp, sharp_section(depth=(1, 2, 3, 4))).appended(manifest) is None
+    assert Layout(exp, sharp_section(depth=(2, 3, 4, 5), seeds=6)).appended(manifest) is None
+    assert Layout(exp, sharp_section(depth=(2, 3, 4))).appended(manifest) is None  # unchanged
 
 
 def test_escape_trajectories_and_padded_minimizers(tmp_path):

@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
@@ -109,15 +109,53 @@ def _keys(values: np.ndarray) -> list[str]:
 class Layout:
     """The aggregate's grid, chunking and variables, from the experiment and its config."""
 
-    def __init__(self, experiment: Experiment, section: Mapping[str, Any]) -> None:
+    def __init__(self, experiment: Experiment, section: Mapping[str, Any],
+                 chunks: Mapping[str, int] | None = None) -> None:  # fmt: skip
         self.experiment = experiment
+        self.section = section
         self.coords = experiment.grid(section)
         self.keys = {d: _keys(c) for d, c in self.coords.items()}
         self.vars = experiment.variables
         #: grid dims in axis order; those split into cells (counts, e.g. seeds, never are)
         self.grid_dims = [a.dimension for a in experiment.axes]
         self.chunked = [a.dimension for a in experiment.axes if a.kind != "count"]
-        self.chunks = self._chunking()
+        self.chunks = self._chunking() if chunks is None else dict(chunks)
+
+    def appended(self, manifest: Mapping[str, Any]) -> Layout | None:
+        """Return this grid laid out in the chunks of an older aggregate it extends at the end.
+
+        When every dimension of the old aggregate (``manifest["coords"]``) is a prefix of this
+        grid's, with only chunked (non-count) grid dimensions grown, the old chunk files stay
+        valid under the old chunking: the store is resized instead of rewritten, and only
+        the cells holding new points are written. The old chunking is kept while it makes at
+        most twice the cells of this grid's own chunking (so a grid grown value by value is
+        re-laid out at geometric intervals). ``None`` when it does not apply.
+        """
+        old_keys, old_chunks = manifest.get("coords"), manifest.get("chunks")
+        if not isinstance(old_keys, dict) or not isinstance(old_chunks, dict):
+            return None
+        if set(old_keys) != set(self.keys) or set(old_chunks) != set(self.chunks):
+            return None
+        grown = False
+        for d, keys in self.keys.items():
+            old = old_keys[d]
+            if keys[: len(old)] != old:
+                return None
+            if len(keys) != len(old):
+                if d not in self.chunked:  # count and inner dims are never split into cells
+                    return None
+                grown = True
+        if not grown:
+            return None
+        kept = Layout(self.experiment, self.section, {d: int(c) for d, c in old_chunks.items()})
+        if np.prod(kept.cell_counts) > 2 * np.prod(self.cell_counts):
+            return None
+        return kept
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        """Length of every dimension."""
+        return {d: len(k) for d, k in self.keys.items()}
 
     def _chunking(self) -> dict[str, int]:
         chunks = {d: len(c) for d, c in self.coords.items()}
@@ -171,6 +209,21 @@ class Layout:
 KEY_ENCODING = {"name": "default", "separator": "."}
 
 
+async def _create_coord(group: zarr.AsyncGroup, dim: str, values: np.ndarray,
+                        attrs: Mapping[str, Any]) -> None:  # fmt: skip
+    """Create the coordinate array ``dim`` of ``group`` and write its values."""
+    arr = await group.create_array(
+        dim,
+        shape=values.shape,
+        dtype=str if values.dtype == object else values.dtype,
+        dimension_names=(dim,),
+        attributes=dict(attrs),
+        fill_value="" if values.dtype == object else None,
+        chunk_key_encoding=KEY_ENCODING,
+    )
+    await arr.setitem(slice(None), values)
+
+
 def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.Group:
     """Create the aggregate's arrays (all at once on zarr's loop) and write its coordinates."""
     cattrs = coord_attrs(layout.experiment)
@@ -179,19 +232,10 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
         group = await zarr.api.asynchronous.open_group(
             store=path, mode="w", zarr_format=3, attributes=dict(attrs)
         )
-        coords = list(layout.coords.items())
-        made = await asyncio.gather(
+        await asyncio.gather(
             *(
-                group.create_array(
-                    dim,
-                    shape=values.shape,
-                    dtype=str if values.dtype == object else values.dtype,
-                    dimension_names=(dim,),
-                    attributes=cattrs.get(dim, {}),
-                    fill_value="" if values.dtype == object else None,
-                    chunk_key_encoding=KEY_ENCODING,
-                )
-                for dim, values in coords
+                _create_coord(group, dim, values, cattrs.get(dim, {}))
+                for dim, values in layout.coords.items()
             ),
             *(
                 group.create_array(
@@ -206,9 +250,6 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
                 )
                 for name, var in layout.vars.items()
             ),
-        )
-        await asyncio.gather(
-            *(arr.setitem(slice(None), v) for arr, (_, v) in zip(made, coords, strict=False))
         )
         return group
 
@@ -415,7 +456,6 @@ def aggregate(
             "--configfile) before aggregating"
         )
     layout = Layout(exp, section)
-    state = _State(exp, layout, grid, ledger, ledger.block[record], status)
     recover_aside(out)
     remove_stale_temporaries(out)
     manifest = None if full else _read_manifest(out)
@@ -423,6 +463,12 @@ def aggregate(
         :20
     ]
     same_points = manifest is not None and manifest.get("points") == points_digest
+    old_lengths = None
+    if same_points and manifest["layout"] != layout.fingerprint:
+        kept = layout.appended(manifest)
+        if kept is not None:  # a grid extended at the end: resize, write the new cells only
+            layout, old_lengths = kept, {d: len(k) for d, k in manifest["coords"].items()}
+    state = _State(exp, layout, grid, ledger, ledger.block[record], status)
     clean = np.zeros(len(ledger.names), dtype=bool)
     if same_points:
         known = manifest["blocks"]
@@ -435,9 +481,17 @@ def aggregate(
     new_manifest = {
         "format": MANIFEST_FORMAT, "experiment": exp.name, "layout": layout.fingerprint,
         "points": points_digest, "blocks": entries, "n_failed": n_failed,
-        "n_points": len(record),
+        "n_points": len(record), "coords": layout.keys, "chunks": layout.chunks,
     }  # fmt: skip
-    if same_points and manifest["layout"] == layout.fingerprint:
+    if old_lengths is not None:
+        old_grid = np.ones(grid.shape, dtype=bool)  # points inside the old aggregate's grid
+        for k, d in enumerate(layout.grid_dims):
+            shape = [1] * len(grid.shape)
+            shape[k] = grid.shape[k]
+            old_grid &= (np.arange(grid.shape[k]) < old_lengths[d]).reshape(shape)
+        dirty = np.unique(state.holder[~(old_grid.ravel() & clean[state.holder])])
+        report = _extend(state, out, dirty, new_manifest, attrs)
+    elif same_points and manifest["layout"] == layout.fingerprint:
         covered = clean[state.holder]
         dirty = np.unique(state.holder[~covered])
         if not len(dirty) and manifest == new_manifest:
@@ -560,18 +614,25 @@ def _cells_of(state: _State, flat: np.ndarray) -> np.ndarray:
     return np.ravel_multi_index(ids, layout.cell_counts).astype(np.int64)
 
 
+def _touched_cells(state: _State, blocks: np.ndarray) -> set[tuple[int, ...]]:
+    """Return the cells that hold grid points of ``blocks`` (from the ledger; no block is read)."""
+    flat = np.flatnonzero(np.isin(state.holder, np.asarray(blocks, dtype=np.int64)))
+    return {_cell_tuple(state, c) for c in np.unique(_cells_of(state, flat)).tolist()}
+
+
 def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | None,
-           fresh: bool = False) -> int:  # fmt: skip
+           init: Callable[[_Cell], None] | None = None) -> int:  # fmt: skip
     """Write the grid points of ``blocks`` into ``group``; return the cells written.
 
-    Each block is read once and each touched cell is loaded (unless ``fresh`` and new), filled
-    from every block that holds points in it, and written once. Which cells a block touches is
+    Each block is read once and each touched cell is initialised (by ``init``; default: its
+    current values in ``group``; a no-op for a new, empty store), filled from every block that
+    holds points in it, and written once. Which cells a block touches is
     known from the ledger before any block is read, so a cell is written as soon as its last
     block is in; blocks are taken in the order of their first cell, which keeps few cells
     in memory at a time (each at most ``CELL_ELEMENTS`` values per variable).
 
     With ``store``, each touched chunk file is unlinked before it is written (copy-on-write of
-    a hard-linked store). ``fresh``: ``group`` is new and empty, so a cell needs no reading.
+    a hard-linked store).
     """
     blocks = np.asarray(blocks, dtype=np.int64)
     flat_all = np.flatnonzero(np.isin(state.holder, blocks))
@@ -598,8 +659,10 @@ def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | N
             buf = open_cells.get(cell)
             if buf is None:
                 buf = open_cells[cell] = _Cell(state.layout, cell)
-                if not fresh:
+                if init is None:
                     buf.load(group)
+                else:
+                    init(buf)
             try:
                 buf.put(rows[sel], idx, data)
             except (KeyError, IndexError, ValueError) as exc:
@@ -689,6 +752,60 @@ def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
     return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
+def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
+            attrs: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
+    """Grow the store to a grid that extends it at the end (see :meth:`Layout.appended`).
+
+    Copy-on-write like :func:`_update`: in a hard-linked copy, every variable's metadata is
+    replaced by its resized one (old chunk files stay valid: same chunking, same positions),
+    the grown coordinates are written anew, and the cells holding new or changed points are
+    filled; the old store is never modified.
+    """
+    layout = state.layout
+    n = len(manifest["blocks"])
+    tmp = temporary_name(out)
+    try:
+        _link_tree(out, tmp)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
+        arrays = _arrays(group)
+        grown = [d for d, c in layout.coords.items() if arrays[d].shape != c.shape]
+        for name in layout.vars:
+            (tmp / name / "zarr.json").unlink()  # a new file: the old store keeps its own
+        for dim in grown:
+            shutil.rmtree(tmp / dim)  # written anew below (links removed, not their files)
+        shapes = {n: tuple(len(layout.coords[d]) for d in v.dims) for n, v in layout.vars.items()}
+        cattrs = coord_attrs(layout.experiment)
+        _concurrently(
+            [
+                *(arrays[n].async_array.resize(shape) for n, shape in shapes.items()),
+                *(
+                    _create_coord(group._async_group, d, layout.coords[d], cattrs.get(d, {}))
+                    for d in grown
+                ),
+            ]
+        )  # resize updates each array's metadata in place: ``arrays`` stay valid
+        cells = _patch(state, group, dirty, tmp)
+        root = tmp / "zarr.json"
+        text = root.read_bytes()
+        root.unlink()  # a new file for the root too, then its consolidated metadata renewed
+        root.write_bytes(text)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            warnings.filterwarnings("ignore", message="Object at", category=UserWarning)
+            zarr.consolidate_metadata(tmp, zarr_format=3)
+        if attrs:
+            _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
+        (tmp / MANIFEST).unlink()
+        _write_json(tmp / MANIFEST, manifest)
+        swap_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return AggregateReport("extend", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
+
+
 def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str, Any],
              attrs: Mapping[str, Any], *, old_ok: bool) -> AggregateReport:  # fmt: skip
     layout = state.layout
@@ -715,14 +832,25 @@ def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str,
     try:
         group = _create_store(tmp, layout, {**attrs, "experiment": state.exp.name})
         cells = 0
-        copied = old is not None and covered.any()
-        if copied:
+        if old is not None and covered.any():
+            # cells the new blocks touch are copied and filled in _patch, written once
+            touched = _touched_cells(state, dirty)
             for cell in layout.cells():
+                if cell in touched:
+                    continue
                 buf = _Cell(layout, cell)
                 buf.copy_from(old, old_index)
                 buf.write(group)
                 cells += 1
-        cells += _patch(state, group, dirty, None, fresh=not copied)
+
+            def init(buf: _Cell) -> None:
+                buf.copy_from(old, old_index)
+        else:
+
+            def init(buf: _Cell) -> None:  # a new, empty store: nothing to read
+                pass
+
+        cells += _patch(state, group, dirty, None, init)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp, zarr_format=3)
