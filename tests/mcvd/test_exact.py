@@ -321,3 +321,82 @@ def test_closed_forms_at_subnormal_times_are_zero(width):
             continue
         assert np.array_equal(hitting_rate(g, t, model), np.zeros(len(t))), model
         assert np.array_equal(absorbed_fraction(g, t, model), np.zeros(len(t))), model
+
+
+def _refuse_solves(monkeypatch):
+    from sweeplab.mcvd import exact
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Laplace solve was attempted")
+
+    monkeypatch.setattr(exact, "_laplace", refuse)
+
+
+@pytest.mark.parametrize(
+    ("tx", "rx", "width", "match"),
+    [
+        (
+            (0, 0, 10),
+            (RR + 1e-5, 0, 0),
+            None,
+            r"gap 1e-05 µm .* plane x = 0 .*allowed: gap >= 0.005 µm",
+        ),
+        ((0, 0, 10), (RR + 1e-4, 0, 0), None, r"gap 0.0001 µm .*allowed: gap >= 0.005 µm"),
+        ((0, 0, 10), (RR + 5e-7, 0, 0), 2 * RR + 1e-6, r"gap 5e-07 µm .* plane x = 0 "),
+        ((0, 0, 10), (7 - 1e-6, 0, 0), 12.0, r"gap 1e-06 µm .* plane x = slab_width .*allowed"),
+    ],
+)
+def test_exact_model_refuses_gaps_below_the_minimum(tx, rx, width, match, monkeypatch):
+    """H2: 11 s at gap 1e-4 µm, 50 s and 4 GB at 1e-5 µm; now one line, before any solve."""
+    from sweeplab.mcvd import peak
+
+    _refuse_solves(monkeypatch)
+    g = Geometry(tx, rx, RR, D, slab_width=width)
+    calls = [
+        lambda: exact_absorbed_fraction(g, [0.1, 1.0]),
+        lambda: exact_hitting_rate(g, 0.5),
+        lambda: laplace_hitting(g, 1.0),
+        lambda: absorbed_fraction(g, 0.5, model="exact"),
+        lambda: peak(g, model="exact"),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=match) as info:
+            call()
+        assert "\n" not in str(info.value)
+    # the closed forms and the simulator do not depend on the gap's size: still accepted
+    assert np.isfinite(absorbed_fraction(g, 0.1, model="free"))
+
+
+def test_exact_model_at_the_minimum_gap_meets_its_tolerance():
+    from sweeplab.mcvd import MIN_GAP_RATIO
+
+    g = Geometry((0, 0, 10), (RR * (1 + MIN_GAP_RATIO), 0, 0), RR, D)
+    t = np.array([0.2, 1.0])
+    coarse = exact_absorbed_fraction(g, t)
+    np.testing.assert_allclose(coarse, exact_absorbed_fraction(g, t, tol=1e-12), atol=1e-10)
+    assert 0.2 < coarse[0] < coarse[1] < 0.5
+
+
+def test_window_cost_model_bounds_the_measured_memory():
+    """The exact model's memory estimate bounds tracemalloc's peak of one window (no timing)."""
+    import tracemalloc
+
+    from sweeplab.mcvd import MIN_GAP_RATIO, exact, exact_window_cost, limits
+
+    assert limits.NODES == exact._nodes_for(exact.DEFAULT_TOL, exact.WINDOW_RATIO)[0] + 1
+    assert limits.exact_order(MIN_GAP_RATIO) == 151  # 16 + 6 / acosh(1.001)
+    g = Geometry((0, 0, 10), (RR + 0.1, 0, 0), RR, D)
+    exact_absorbed_fraction(g, 0.1)  # caches (Gauss nodes, contour) outside the peak
+    tracemalloc.start()
+    try:
+        exact_absorbed_fraction(g, np.linspace(0.05, 0.5, 10))  # one window
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < exact_window_cost(g)[1]
+    costs = [exact_window_cost(Geometry((0, 0, 10), (RR + gap, 0, 0), RR, D)) for gap in (1, 0.1)]
+    assert costs[1][0] > costs[0][0] and costs[1][1] > costs[0][1]
+    least = Geometry((0, 0, 10), (RR * (1 + MIN_GAP_RATIO), 0, 0), RR, D)
+    seconds, nbytes = exact_window_cost(least)  # the largest the model accepts: bounded
+    assert seconds < 1.0 and nbytes < 200 * 2**20
+    assert exact_window_cost(Geometry((0, 0, 10), (0, 0, 0), RR, D, wall=False)) == (0.0, 0.0)

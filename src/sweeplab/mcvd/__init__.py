@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
     from .geometry import Geometry
+    from .limits import MIN_GAP_RATIO, check_exact_gap, exact_window_cost
     from .metrics import Estimate, isi_taps, peak, rate_nrmse, received_fraction, relative_error
     from .simulator import (
         CORRECTIONS,
@@ -44,11 +45,13 @@ _WHERE = {
     "absorbed_fraction": "analytic",
     "ALL_MODELS": "analytic",
     "binned_hitting_rate": "simulator",
+    "check_exact_gap": "limits",
     "combine": "simulator",
     "CORRECTIONS": "simulator",
     "cumulative_fraction": "simulator",
     "erfc_terms": "analytic",
     "Estimate": "metrics",
+    "exact_window_cost": "limits",
     "exact_absorbed_fraction": "exact",
     "exact_hitting_rate": "exact",
     "Geometry": "geometry",
@@ -56,6 +59,7 @@ _WHERE = {
     "image_charges": "analytic",
     "isi_taps": "metrics",
     "laplace_hitting": "exact",
+    "MIN_GAP_RATIO": "limits",
     "MODELS": "analytic",
     "peak": "metrics",
     "plan_batches": "simulator",
@@ -73,17 +77,20 @@ _WHERE = {
 __all__ = [
     "ALL_MODELS",
     "CORRECTIONS",
+    "MIN_GAP_RATIO",
     "MODELS",
     "Estimate",
     "Geometry",
     "SimulationResult",
     "absorbed_fraction",
     "binned_hitting_rate",
+    "check_exact_gap",
     "combine",
     "cumulative_fraction",
     "erfc_terms",
     "exact_absorbed_fraction",
     "exact_hitting_rate",
+    "exact_window_cost",
     "hitting_rate",
     "image_charges",
     "isi_taps",

@@ -28,6 +28,8 @@ balance discretisation, truncation and round-off errors for a target absolute er
 
 Truncations are automatic: the multipole order ``L`` is raised until two orders agree to the target
 on every time window; the slab's image row is cut where its remaining sum is below the target.
+``L`` grows as ``(gap / radius)^(−1/2)``, so the model refuses gaps below
+``MIN_GAP_RATIO × radius`` (:mod:`sweeplab.mcvd.limits`, where its cost is estimated).
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ from scipy.optimize import minimize_scalar
 from scipy.special import eval_legendre, roots_legendre
 
 from .geometry import Geometry
+from .limits import MAX_ORDER, MIN_GAP_RATIO, check_exact_gap, exact_order
 from .validation import check_integer, check_number, non_real_reason, real_array, short_repr
 
 __all__ = [
     "DEFAULT_TOL",
+    "MAX_ORDER",
+    "MIN_GAP_RATIO",
     "ZERO_BOUND",
     "exact_absorbed_fraction",
     "exact_hitting_rate",
@@ -61,8 +66,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_TOL = 1e-10
 #: Ratio ``t_max / t_min`` of the times sharing one contour.
 WINDOW_RATIO = 20.0
-#: Largest multipole order tried before giving up (the cost grows as order³ per contour node).
-MAX_ORDER = 1600
 #: Largest number of periods of the slab's image row (reached near t ~ 1e8 s for W ~ 10 µm).
 MAX_IMAGES = 200_000
 _EPS = float(np.finfo(np.float64).eps)
@@ -264,8 +267,7 @@ def _laplace(ax: _Axis, s: NDArray[np.complex128], order: int, tol: float) -> ND
 
 def _initial_order(ax: _Axis) -> int:
     # bispherical parameter of the nearest image: cosh(mu) = (gap + a) / a
-    mu = math.acosh(1.0 + ax.min_gap / ax.a)
-    return int(min(MAX_ORDER, 16 + math.ceil(6.0 / mu)))
+    return exact_order(ax.min_gap / ax.a)
 
 
 def laplace_hitting(
@@ -276,7 +278,8 @@ def laplace_hitting(
     Parameters
     ----------
     geometry : Geometry
-        Half-space, slab or free space.
+        Half-space, slab or free space; gaps ``>= MIN_GAP_RATIO × radius`` (see
+        :func:`exact_absorbed_fraction`).
     s : array_like of complex
         Laplace variable (1/s), any shape; not on the closed negative real axis, except ``s = 0``.
         ``s = 0`` gives ``F(∞)``: the harmonic measure for the half-space, 1 for a slab.
@@ -294,6 +297,7 @@ def laplace_hitting(
     """
     ax = _Axis.of(geometry)
     tol = _tol(tol)
+    check_exact_gap(geometry)
     if order is not None:
         order = check_integer(order, "order", 1)
     reason = non_real_reason(s, allow_complex=True)
@@ -508,6 +512,7 @@ def negligible_times(g: Geometry, t: NDArray[np.float64]) -> NDArray[np.bool_]:
 def _exact(g: Geometry, t: ArrayLike, tol: float, cumulative: bool) -> NDArray[np.float64]:
     tt = check_times(t)
     tol = _tol(tol)
+    check_exact_gap(g)
     out = np.zeros_like(tt)
     pos = (tt > 0) & ~negligible_times(g, tt)  # F, f < 1e-300: 0 without solving
     if not np.any(pos):
@@ -528,9 +533,12 @@ def exact_absorbed_fraction(
     ----------
     geometry : Geometry
         Half-space (``wall=True``), slab (``slab_width`` set) or free space (exact closed form
-        used directly by :func:`sweeplab.mcvd.absorbed_fraction`).
+        used directly by :func:`sweeplab.mcvd.absorbed_fraction`). Every gap between the RX and
+        a reflecting plane must be ``>= MIN_GAP_RATIO × radius`` (1e-3 × radius, see
+        :mod:`sweeplab.mcvd.limits`: the cost grows as ``gap^−1.5``).
     t : array_like
-        Times (s), >= 0, any shape; ``F(0) = 0``.
+        Times (s), >= 0, any shape; ``F(0) = 0``, and 0 without any computation where ``F`` and
+        ``f`` are below 1e-300 (subnormal times included, see :func:`negligible_times`).
     tol : float
         Target absolute error (dimensionless), in ``[1e-12, 1e-3]``; the default 1e-10 gives a
         relative error <= 1e-7 wherever ``F > 1e-3``.
@@ -539,6 +547,12 @@ def exact_absorbed_fraction(
     -------
     ndarray
         Same shape as ``t``, dimensionless.
+
+    Raises
+    ------
+    ValueError
+        For a gap below the minimum (naming it and the allowed range), a time or ``tol`` out
+        of range.
 
     """
     return _exact(geometry, t, tol, cumulative=True)

@@ -210,12 +210,18 @@ class Channel(Experiment):
     threads, mem_mb, runtime = 2, 2000, 30
 
     def validate(self, section: Mapping[str, Any]) -> None:
-        """Geometries valid for every D; t_end, bin_width, symbol_time whole numbers of steps."""
+        """Geometries valid for every D and the exact model; times whole numbers of steps.
+
+        ``t_end``, ``bin_width`` and ``symbol_time`` are whole numbers of every ``dt``. Every
+        point runs the exact model, which refuses a gap below
+        :data:`~sweeplab.mcvd.limits.MIN_GAP_RATIO` × radius (its cost grows as gap^-1.5): so
+        does this check, before any job.
+        """
         super().validate(section)
         for name, spec in section["geometry"].items():
             for d in section["D"]:
                 try:
-                    channel_geometry(spec, d, section["wall"])
+                    mcvd.check_exact_gap(channel_geometry(spec, d, section["wall"]))
                 except ValueError as exc:
                     raise ValueError(f"channel.geometry.{name}: {exc}") from None
         for dt in section["dt"]:
@@ -264,26 +270,63 @@ class Channel(Experiment):
         bw = settings["bin_width"]
         return bw * np.arange(round(settings["t_end"] / bw) + 1)
 
+    @staticmethod
+    def _exact_cost(columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Seconds and peak bytes of each point's exact model (0 without the geometries).
+
+        A point evaluates about ``14 + 2 n_Ts + windows(t_end / bin_width)`` time windows of the
+        exact model (peak search, ``F`` at the bin ends, ``F(Ts)`` and taps per symbol time;
+        counted for the tiny config: 16), each costing
+        :func:`~sweeplab.mcvd.exact_window_cost` (growing as ``gap^-1.5``, bounded by the minimum
+        gap). The geometries' entries are in ``settings["geometry"]`` when a block job records
+        its estimate; the planner's ``settings`` lack them (an axis's mapping entries are not
+        settings), so there only the simulation is estimated.
+        """
+        names = np.asarray(columns["geometry"], dtype=object)
+        seconds, nbytes = np.zeros(names.size), np.zeros(names.size)
+        entries = settings.get("geometry")
+        if not isinstance(entries, Mapping):
+            return seconds, nbytes
+        ratio = settings["t_end"] / settings["bin_width"]
+        n_ts = len(settings.get("symbol_time", DEFAULT_SYMBOL_TIME))
+        windows = 14 + 2 * n_ts + math.ceil(math.log(max(ratio, 1.0)) / math.log(20.0))
+        for name in set(names.tolist()):
+            try:  # D does not change the cost; an invalid geometry fails at once in the point
+                g = channel_geometry(entries[name], 1.0, settings.get("wall", True))
+                sec, byt = mcvd.exact_window_cost(g)
+            except (KeyError, TypeError, ValueError):
+                continue
+            seconds[names == name], nbytes[names == name] = windows * sec, byt
+        return seconds, nbytes
+
     def point_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
                      ) -> tuple[np.ndarray, str]:  # fmt: skip
-        """Peak bytes of a point: per batch its seed, task and counts; one batch's molecules.
+        """Peak bytes of a point: the simulation's or the exact model's, whichever is larger.
 
-        Every batch's counts (``n_steps`` int64) are held until combined, with a Dask task and a
-        seed sequence each (~4 kB); a batch holds ~128 B per molecule.
+        Simulation: every batch's counts (``n_steps`` int64) are held until combined, with a
+        Dask task and a seed sequence each (~4 kB); a batch holds ~128 B per molecule. The
+        models run before it (see :meth:`_exact_cost`).
         """
         n_steps = np.round(settings["t_end"] / np.asarray(columns["dt"], dtype=float))
         n_batches = math.ceil(settings["n_molecules"] / settings["batch_size"])
         need = n_batches * (24.0 * n_steps + 4096.0) + 128.0 * settings["batch_size"]
-        return need + 128.0 * n_steps, f"{n_batches} batches of t_end/dt steps"
+        _, exact = self._exact_cost(columns, settings)
+        return (
+            np.maximum(need + 128.0 * n_steps, exact),
+            f"{n_batches} batches of t_end/dt steps, or the exact model's window",
+        )
 
     def point_cost(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
                    ) -> np.ndarray:  # fmt: skip
-        """Seconds per point: ~1 s of models, ~20 ns per molecule-step simulated (upper shape).
+        """Seconds per point: models, exact model, ~20 ns per molecule-step simulated.
 
-        Absorbed molecules stop early; the planner scales this to the recorded wall times.
+        ~1 s of models plus the exact model's windows (:meth:`_exact_cost`). Absorbed molecules
+        stop early; the planner scales this to the recorded wall times.
         """
         n_steps = settings["t_end"] / np.asarray(columns["dt"], dtype=float)
-        return 1.0 + 2e-8 * float(settings["n_molecules"]) * n_steps
+        seconds, _ = self._exact_cost(columns, settings)
+        return 1.0 + seconds + 2e-8 * float(settings["n_molecules"]) * n_steps
 
     def compute_points(
         self, points: Points, settings: Mapping[str, Any], client: Client
