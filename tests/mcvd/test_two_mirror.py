@@ -1,6 +1,7 @@
 """First-order two-mirror closed form (spec mcvd §8) against independent computations."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -50,14 +51,17 @@ def test_matches_direct_transcription(tx, rx, width, t, convolved):
 
 
 def test_truncation_tolerance():
-    """Terms left out at t_max contribute < 1e-10: same F with a 100x larger t_max."""
+    """Terms left out at t_max contribute < 1e-10: same F when a later time is asked for too
+    (300 s, beyond the validity limit ~1.5 s: nan, and it changes nothing else)."""
     g = Geometry((0, 0, 10), (6, 0, 0), RR, D, slab_width=12.0)
-    t = np.array([0.01, 0.1, 1.0, 3.0])
+    t = np.array([0.01, 0.1, 0.5, 1.0])
     for model in ("first-order", "first-order-convolved"):
         alone = np.array([float(absorbed_fraction(g, ti, model)) for ti in t])
-        together = absorbed_fraction(g, np.append(t, 300.0), model)[:-1]
-        np.testing.assert_allclose(alone, together, rtol=0, atol=1e-10)
-        assert len(erfc_terms(g, model, t_max=0.01)) < len(erfc_terms(g, model, t_max=3.0))
+        with pytest.warns(UserWarning, match="nan beyond"):
+            together = absorbed_fraction(g, np.append(t, 300.0), model)
+        np.testing.assert_allclose(alone, together[:-1], rtol=0, atol=1e-10)
+        assert np.isnan(together[-1])
+        assert len(erfc_terms(g, model, t_max=0.01)) < len(erfc_terms(g, model, t_max=1.0))
 
 
 def test_wide_slab_is_the_half_space_form():
@@ -81,12 +85,17 @@ def test_mirror_symmetry_and_derivative():
 
 
 def test_two_mirror_form_fails_at_long_times_in_a_narrow_slab():
-    """Accurate early (~1 %), but the divergent lattice sums ruin it once sqrt(4Dt) >> W."""
+    """Accurate early (~1 %); the divergent lattice sums ruin it once sqrt(4Dt) >> W: already
+    15 % low just before its F peaks (the end of its validity domain), nan after."""
+    from sweeplab.mcvd import validity_limit
+
     g = Geometry((0, 0, 10), (6, 0, 0), RR, D, slab_width=12.0)
-    t = np.array([0.1, 2.0])
+    t = np.array([0.1, 0.95 * validity_limit(g, "first-order")])
     rel = absorbed_fraction(g, t) / absorbed_fraction(g, t, model="exact") - 1
     assert abs(rel[0]) < 0.02
     assert rel[1] < -0.15
+    with pytest.warns(UserWarning, match="nan beyond"):
+        assert np.isnan(absorbed_fraction(g, 2.0))
 
 
 def test_slab_needs_t_max_and_has_no_finite_steady_state():
@@ -97,3 +106,106 @@ def test_slab_needs_t_max_and_has_no_finite_steady_state():
         ssf(g, "first-order")
     assert ssf(g, "free") == RR / g.distance
     assert ssf(g) == 1.0
+
+
+NARROW = Geometry((0, 0, 10), (6, 0, 0), RR, D, slab_width=12.0)
+TWO_MIRROR = ("first-order", "first-order-convolved")
+
+
+@pytest.mark.parametrize("model", TWO_MIRROR)
+def test_two_mirror_form_is_nan_outside_its_validity_domain(model):
+    """W5: F was -1.53 at 100 s (W = 12 um), decreasing from ~1.5 s on; now nan, with a warning."""
+    from sweeplab.mcvd import ValidityWarning, validity_limit
+
+    limit = validity_limit(NARROW, model)
+    assert 1.0 < limit < 2.0  # where the form's F reaches its maximum (f = 0)
+    t = np.array([0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0])
+    with pytest.warns(ValidityWarning, match=r"nan beyond t = 1\.\d+ s"):
+        f = absorbed_fraction(NARROW, t, model)
+    inside = t <= limit
+    assert np.all(np.isnan(f[~inside])) and np.all(np.isfinite(f[inside]))
+    assert np.all((f[inside] >= 0) & (f[inside] <= 1)) and np.all(np.diff(f[inside]) > 0)
+    with pytest.warns(ValidityWarning):
+        rate = hitting_rate(NARROW, t, model)
+    assert np.all(np.isnan(rate[~inside])) and np.all(rate[inside] > 0)
+    assert hitting_rate(NARROW, limit, model) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match=r"t_max = 100 s .*allowed: t_max <= 1\.\d+ s"):
+        erfc_terms(NARROW, model, t_max=100.0)
+
+
+def test_closed_forms_are_physical_wherever_they_are_finite():
+    """F in [0, 1] and non-decreasing wherever a closed form gives a number (random channels,
+    slabs and half-spaces, TX near and far), nan elsewhere."""
+    rng = np.random.default_rng(20260522)
+    t = np.geomspace(1e-3, 1e5, 300)
+    for _ in range(12):
+        gap, far = rng.uniform(0.01, 10.0, size=2)
+        width = 2 * RR + gap + far if rng.random() < 0.7 else None
+        tx = (rng.uniform(0, width or 30.0), 0.0, rng.uniform(6.0, 40.0))
+        g = Geometry(tx, (RR + gap, 0, 0), RR, D, slab_width=width)
+        for model in (*TWO_MIRROR, "image-chain"):
+            if model == "image-chain" and width is not None:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                f = absorbed_fraction(g, t, model)
+            ok = np.isfinite(f)
+            assert ok[0] and np.all(ok[: ok.sum()]), (g, model)  # finite, then nan
+            assert np.all((f[ok] >= 0) & (f[ok] <= 1)), (g, model)
+            assert np.all(np.diff(f[ok]) >= -1e-12), (g, model)
+
+
+def test_half_space_first_order_form_decreasing_is_also_refused():
+    """TX closer than 2 r_r to the RX centre: the paper's half-space form falls after its max."""
+    from sweeplab.mcvd import validity_limit
+
+    g = Geometry((3, 0, 0), (9, 0, 0), RR, D)
+    limit = validity_limit(g, "first-order")
+    assert 0.1 < limit < 10
+    with pytest.warns(UserWarning, match="nan beyond"):
+        f = absorbed_fraction(g, [0.5 * limit, limit, 2 * limit], "first-order")
+    assert f[0] < f[1] and np.isnan(f[2])
+    assert ssf(g, "first-order") < f[1]  # the form's limit, below its maximum
+    g = Geometry((0.1, 0, 1), (5.3, 0, 0), RR, D)  # TX in a 0.3 um gap: the form exceeds 1
+    with pytest.warns(UserWarning, match="nan beyond"):
+        f = absorbed_fraction(g, [1e-3, validity_limit(g, "first-order"), 0.01], "first-order")
+    assert f[0] < f[1] == pytest.approx(1.0) and np.isnan(f[2])
+    assert validity_limit(Geometry((0, 0, 10), (10, 0, 0), RR, D), "first-order") == math.inf
+
+
+def test_two_mirror_values_unchanged_inside_the_domain():
+    """H4: inside the validity domain F is the old sum, to the truncation tolerance 1e-10."""
+    from sweeplab.mcvd import analytic, validity_limit
+
+    for model in TWO_MIRROR:
+        limit = validity_limit(NARROW, model)
+        t = limit * np.array([0.01, 0.1, 0.5, 0.9, 1.0])
+        c, a = analytic._lattice_terms(NARROW, model, 10 * limit)  # more terms than needed
+        ref = c @ erfc(a[:, None] / np.sqrt(4 * D * t))
+        np.testing.assert_allclose(absorbed_fraction(NARROW, t, model), ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("width", "rx"), [(12.0, 6.0), (100.0, 10.0)])
+def test_long_times_use_a_bounded_number_of_terms(width, rx, monkeypatch):
+    """H4: the image lattice grew with t (0.74 s at 1e4 s, > 40 s and ~20 GB at 1e6 s); the terms
+    now stop at the validity limit, whatever the time asked for."""
+    from sweeplab.mcvd import analytic
+
+    sizes = []
+    original = analytic._terms
+
+    def counting(*args, **kwargs):
+        c, a = original(*args, **kwargs)
+        sizes.append(c.size)
+        assert c.size <= 4000, c.size  # fail fast instead of building millions of terms
+        return c, a
+
+    monkeypatch.setattr(analytic, "_terms", counting)
+    g = Geometry((width / 2, 0, 30), (rx, 0, 0), RR, D, slab_width=width)
+    for model in TWO_MIRROR:
+        for t in (1e4, 1e6, 1e9):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                absorbed_fraction(g, [1.0, t], model)
+                hitting_rate(g, [1.0, t], model)
+    assert sizes and max(sizes) <= 4000

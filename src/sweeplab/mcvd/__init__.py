@@ -18,11 +18,14 @@ if TYPE_CHECKING:
     from .analytic import (
         ALL_MODELS,
         MODELS,
+        TAU_MAX,
+        ValidityWarning,
         absorbed_fraction,
         erfc_terms,
         hitting_rate,
         image_charges,
         steady_state_fraction,
+        validity_limit,
     )
     from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
     from .geometry import Geometry
@@ -71,6 +74,9 @@ _WHERE = {
     "simulate_image_pair": "simulator",
     "SimulationResult": "simulator",
     "steady_state_fraction": "analytic",
+    "TAU_MAX": "analytic",
+    "validity_limit": "analytic",
+    "ValidityWarning": "analytic",
     "whole_steps": "validation",
 }
 
@@ -79,9 +85,11 @@ __all__ = [
     "CORRECTIONS",
     "MIN_GAP_RATIO",
     "MODELS",
+    "TAU_MAX",
     "Estimate",
     "Geometry",
     "SimulationResult",
+    "ValidityWarning",
     "absorbed_fraction",
     "binned_hitting_rate",
     "check_exact_gap",
@@ -104,6 +112,7 @@ __all__ = [
     "simulate_batch",
     "simulate_image_pair",
     "steady_state_fraction",
+    "validity_limit",
     "whole_steps",
 ]
 

@@ -4,14 +4,28 @@ All functions take a :class:`~sweeplab.mcvd.geometry.Geometry` and times in s. E
 here is a sum of terms ``c_k erfc(a_k / sqrt(4 D t))``, so the hitting rate follows by the generic
 rule ``f(t) = Σ c_k a_k / sqrt(4π D t³) exp(−a_k² / (4 D t))`` and ``F(∞) = Σ c_k`` (spec §2).
 ``model="exact"`` is the numerically exact solution of :mod:`sweeplab.mcvd.exact` (spec §10).
+
+Validity domain of the approximate closed forms (:func:`validity_limit`): a cumulative fraction
+must stay in ``[0, 1]`` and never decrease. The paper's first-order forms are not physical at long
+times in two cases: in a slab (two-mirror form, spec §8) their lattice sums diverge, so ``F``
+reaches a maximum and then falls without bound (−1.53 at 100 s for ``W = 12`` µm); in a
+half-space with the TX closer than ``2 r_r`` to the RX centre, ``F`` overshoots and falls to
+``Σ c_k``. Each form is therefore used only up to ``validity_limit``, the first time its ``F``
+stops increasing or reaches 1 (and, in a slab, at most ``TAU_MAX · W² / (4D)``); beyond it
+:func:`absorbed_fraction` and :func:`hitting_rate` return nan and warn
+(:class:`ValidityWarning`), and :func:`erfc_terms` refuses a ``t_max`` beyond it. Inside the
+domain the values are unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import brentq
 from scipy.special import erfc, erfcinv
 
 from .exact import DEFAULT_TOL, check_times, exact_absorbed_fraction, exact_hitting_rate
@@ -21,11 +35,14 @@ from .validation import check_integer, check_number
 __all__ = [
     "ALL_MODELS",
     "MODELS",
+    "TAU_MAX",
+    "ValidityWarning",
     "absorbed_fraction",
     "erfc_terms",
     "hitting_rate",
     "image_charges",
     "steady_state_fraction",
+    "validity_limit",
 ]
 
 #: Closed forms (sums of erfc terms, see :func:`erfc_terms`).
@@ -33,6 +50,15 @@ MODELS = ("free", "first-order", "first-order-convolved", "image-chain")
 #: Every model accepted by :func:`absorbed_fraction`, :func:`hitting_rate` and
 #: :func:`steady_state_fraction`: the closed forms and the exact solution.
 ALL_MODELS = (*MODELS, "exact")
+
+
+#: Longest time of the slab's two-mirror forms, in units of ``W² / (4D)`` (see
+#: :func:`validity_limit`): it bounds their image lattice to about 3600 terms whatever the time.
+TAU_MAX = 64.0
+
+
+class ValidityWarning(UserWarning):
+    """A closed form was asked for times beyond its validity domain: those values are nan."""
 
 
 def _model(model: str) -> str:
@@ -64,7 +90,9 @@ def erfc_terms(
     t_max : float, optional
         Largest time (s, finite, >= 0) the terms will be used at; required for a slab, whose
         image lattice is truncated to the terms that matter up to ``t_max`` (see
-        :data:`LATTICE_TOL`).
+        :data:`LATTICE_TOL`). At most :func:`validity_limit` (ValueError beyond: the form is not
+        physical there). Without it, the terms of a half-space form are still only physical up
+        to that limit.
     order : int, optional
         ``"image-chain"`` only: chain length ``n >= 1`` (``2n`` erfc terms); default: until the
         image charges fall below 1e-14, where its ``F(∞)`` is the exact image-charge series.
@@ -75,6 +103,16 @@ def erfc_terms(
         Coefficients ``c_k`` (dimensionless) and distances ``a_k`` (µm, > 0).
 
     """
+    if t_max is not None and model in MODELS:
+        t_max = check_number(
+            t_max, "t_max", "a finite time >= 0 s for a slab's image lattice", minimum=0.0
+        )
+        limit = validity_limit(geometry, model, order=order)
+        if t_max > limit:
+            raise ValueError(
+                f"t_max = {t_max:.6g} s is beyond the validity limit of model {model!r} for this "
+                f"geometry (its F stops increasing there); allowed: t_max <= {limit:.6g} s"
+            )
     c, a = _terms(geometry, model, t_max, order)
     return list(zip(c.tolist(), a.tolist(), strict=True))
 
@@ -219,6 +257,109 @@ def _lattice_terms(
     )
 
 
+def validity_limit(
+    geometry: Geometry, model: str = "first-order", *, order: int | None = None
+) -> float:
+    """Latest time (s) up to which a closed form is physical: ``F`` in ``[0, 1]``, increasing.
+
+    Parameters
+    ----------
+    geometry : Geometry
+        The channel.
+    model : str
+        Any of :data:`ALL_MODELS`.
+    order : int, optional
+        Chain length of ``"image-chain"`` (see :func:`erfc_terms`).
+
+    Returns
+    -------
+    float
+        ``inf`` for the exact model, free space, ``wall=False`` and every form whose ``F``
+        increases to ``F(∞) <= 1``. Otherwise the first time at which the form's hitting rate
+        ``f`` turns negative (``F`` at its maximum; located on a grid of 400 log-spaced times,
+        then to 1e-12 relative by root finding) or ``F`` reaches 1, and in a slab at most
+        ``TAU_MAX · W² / (4D)`` (the lattice is built up to that time only: about 3600 terms).
+
+    Notes
+    -----
+    Measured (``r_r = 5``, ``D = 79.4``, TX on the plane 10 µm up), the two-mirror first-order
+    form peaks at ``4Dt/W² ≈ 3.3`` for ``W = 12`` (gap 1), 6.3 for ``W = 20``, 24 for ``W = 40``
+    (gap 5) and 25 for ``W = 1e4``; the convolved variant earlier (2.0–10). Its error against the
+    exact model inside the domain grows with ``4Dt/W²``: within 2.5 % up to 0.5, −1 % to −10 %
+    at 2, and at the limit −3 % (``W = 40``, gap 5) to −24 % (``W = 12``, gap 1).
+
+    """
+    if _model(model) in ("exact", "free") or not geometry.wall:
+        return math.inf
+    if order is not None:
+        order = check_integer(order, "order", 1)
+    return _validity(geometry, model, order)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validity(geometry: Geometry, model: str, order: int | None) -> float:
+    d4 = 4.0 * geometry.D
+    if geometry.is_slab:
+        cap = TAU_MAX * float(geometry.slab_width) ** 2 / d4  # type: ignore[arg-type]
+        c, a = _terms(geometry, model, cap, order)
+        t_hi = cap
+    else:
+        c, a = _terms(geometry, model, None, order)
+        cap = math.inf
+        t_hi = 1e6 * float(np.max(a)) ** 2 / d4  # every exp(−a²/4Dt) within 1e-6 of 1
+    t_lo = float(np.min(a)) ** 2 / (70.0 * d4) if a.size else t_hi  # F < 1e-31 before
+    if t_lo >= t_hi:
+        return cap
+
+    def rate_shape(t: float | NDArray[np.float64]) -> NDArray[np.float64]:
+        """``f(t) · sqrt(4πD t³)``: the sign of the hitting rate."""
+        tt = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        out = np.zeros(tt.size)
+        for i in range(0, c.size, 256):
+            ci, ai = c[i : i + 256], a[i : i + 256]
+            out += (ci * ai) @ np.exp(-(ai[:, None] ** 2) / (d4 * tt[None, :]))
+        return out
+
+    def fraction(t: float) -> float:
+        return float(c @ erfc(a / math.sqrt(d4 * t)))
+
+    grid = np.geomspace(t_lo, t_hi, 400)
+    bad = np.flatnonzero(rate_shape(grid) < 0)
+    limit = cap
+    if bad.size:
+        i = int(bad[0])
+        limit = float(grid[0]) if i == 0 else _root(rate_shape, grid[i - 1], grid[i])
+    end = min(limit, t_hi)
+    if fraction(end) > 1.0:  # F increases up to ``end``: it reached 1 before
+        limit = _root(lambda t: fraction(t) - 1.0, t_lo, end)
+    return limit
+
+
+def _root(func, lo: float, hi: float) -> float:
+    """Root of ``func`` in ``[lo, hi]`` (a sign change), located in ``log t``."""
+    return math.exp(
+        brentq(lambda u: float(np.squeeze(func(math.exp(u)))), math.log(lo), math.log(hi),
+               xtol=1e-12, rtol=1e-12)
+    )  # fmt: skip
+
+
+def _outside(
+    geometry: Geometry, model: str, order: int | None, tt: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Return where ``tt`` is beyond the model's validity limit (with a warning if anywhere)."""
+    limit = validity_limit(geometry, model, order=order)
+    late = tt > limit
+    if np.any(late):
+        warnings.warn(
+            f"model {model!r} is not physical for this geometry after its F stops increasing: "
+            f"nan beyond t = {limit:.6g} s ({int(late.sum())} of {late.size} times; see "
+            "sweeplab.mcvd.validity_limit)",
+            ValidityWarning,
+            stacklevel=3,
+        )
+    return late
+
+
 def absorbed_fraction(
     geometry: Geometry, t: ArrayLike, model: str = "first-order", *, order: int | None = None
 ) -> NDArray[np.float64]:
@@ -241,14 +382,16 @@ def absorbed_fraction(
     Returns
     -------
     ndarray
-        Same shape as ``t``, dimensionless, in ``[0, 1]``.
+        Same shape as ``t``, dimensionless, in ``[0, 1]`` and non-decreasing in ``t``; nan at
+        times beyond the model's :func:`validity_limit` (with a :class:`ValidityWarning`).
 
     """
     if _model(model) == "exact" and geometry.wall:
         return exact_absorbed_fraction(geometry, t, tol=DEFAULT_TOL)
     tt = check_times(t)
-    out = np.zeros_like(tt)
-    pos = tt > 0
+    late = _outside(geometry, model, order, tt)
+    out = np.where(late, math.nan, 0.0)
+    pos = (tt > 0) & ~late
     if not np.any(pos):
         return out
     tp = tt[pos]
@@ -278,14 +421,16 @@ def hitting_rate(
     Returns
     -------
     ndarray
-        Same shape as ``t``, in 1/s.
+        Same shape as ``t``, in 1/s, >= 0; nan beyond the model's :func:`validity_limit` (with
+        a :class:`ValidityWarning`).
 
     """
     if _model(model) == "exact" and geometry.wall:
         return exact_hitting_rate(geometry, t, tol=DEFAULT_TOL)
     tt = check_times(t)
-    out = np.zeros_like(tt)
-    pos = tt > 0
+    late = _outside(geometry, model, order, tt)
+    out = np.where(late, math.nan, 0.0)
+    pos = (tt > 0) & ~late
     if not np.any(pos):
         return out
     tp = tt[pos]
@@ -378,7 +523,8 @@ def steady_state_fraction(
         ``[0, W]``) to hit the RX, so it is absorbed with probability one (the hitting time has
         infinite mean, ``1 − F(t) ~ const / log t``).
         Closed forms: ``Σ c_k`` of :func:`erfc_terms` (diverges for the first-order forms in a
-        slab: ValueError).
+        slab: ValueError), the form's limit as ``t → ∞`` even where its ``F(t)`` is nan beyond
+        a finite :func:`validity_limit` (then it is below that maximum, or above 1).
     order : int, optional
         Chain length of ``"image-chain"`` (see :func:`erfc_terms`).
 

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
 
-from .analytic import absorbed_fraction, hitting_rate
+from .analytic import absorbed_fraction, hitting_rate, validity_limit
 from .geometry import Geometry
 from .simulator import SimulationResult, binned_hitting_rate
 from .validation import check_integer, check_number, whole_steps
@@ -150,8 +150,9 @@ def _model_peak(g: Geometry, model: str) -> tuple[float, float]:
     # free-space peak time (r_0 − r_r)² / (6 D) sets the scale; the walls only delay the peak
     scale = (g.distance - g.radius) ** 2 / (6.0 * g.D)
     grid = scale * np.geomspace(1e-2, 1e3, 241)
+    grid = grid[grid <= validity_limit(g, model)]  # a closed form's rate is nan beyond
     rates = hitting_rate(g, grid, model=model)
-    i = int(np.argmax(rates))
+    i = int(np.argmax(rates)) if grid.size else 0
     if i in (0, grid.size - 1):
         raise ValueError(f"no interior maximum of the hitting rate found for {g} ({model!r})")
     lo, hi = math.log(grid[i - 1]), math.log(grid[i + 1])
@@ -207,8 +208,8 @@ def peak(
     Parameters
     ----------
     source : Geometry or SimulationResult
-        A channel (evaluated with ``model``; the maximum of ``f`` located to ~1e-9 relative) or
-        a simulation.
+        A channel (evaluated with ``model``; the maximum of ``f`` located to ~1e-9 relative,
+        within the model's :func:`~sweeplab.mcvd.validity_limit`) or a simulation.
     model : str
         Model for a geometry.
     bin_width : float
