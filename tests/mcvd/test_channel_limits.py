@@ -73,3 +73,40 @@ def test_cost_and_memory_estimates_include_the_exact_model():
     # without the geometries' entries (as the planner calls it) the simulation's estimate stays
     plain_cost = CHANNEL.point_cost(columns, settings)
     assert plain_cost[0] == plain_cost[1] and plain_cost[0] <= cost[0]
+
+
+def test_channel_stores_nan_beyond_a_forms_validity_and_records_it(monkeypatch):
+    """W5: the sweep stored the two-mirror form's negative, decreasing F (W = 12 um)."""
+    import warnings
+
+    from sweeplab.mcvd import analytic
+
+    def zeros(g, t, tol):  # the exact model is not under test here: keep the test fast
+        return np.zeros(np.shape(t))
+
+    monkeypatch.setattr(analytic, "exact_absorbed_fraction", zeros)
+    monkeypatch.setattr(analytic, "exact_hitting_rate", zeros)
+    settings = {"bin_width": 0.5, "t_end": 10.0, "symbol_time": [0.5, 4.0]}
+    time = CHANNEL.inner_coords(settings)["time"]
+    for width in (12.0, None):
+        g = mcvd.Geometry((0, 0, 10), (6, 0, 0), 5, 79.4, slab_width=width)
+        data = {k: v[0] for k, v in CHANNEL.empty_points(1, settings).items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", mcvd.ValidityWarning)  # recorded, not warned
+            CHANNEL._models(g, settings, data)
+        for key, model in (("first_order", "first-order"), ("convolved", "first-order-convolved")):
+            limit = data[f"valid_until_{key}"]
+            assert limit == mcvd.validity_limit(g, model)
+            f = data[f"fraction_{key}"]
+            inside = time <= limit
+            assert np.all(np.isfinite(f[inside])) and np.all(np.isnan(f[~inside]))
+            assert np.all((f[inside] >= 0) & (f[inside] <= 1)) and np.all(np.diff(f[inside]) > 0)
+            assert np.isfinite(data[f"received_{key}"][0])  # F(0.5 s): inside
+            assert np.isnan(data[f"received_{key}"][1]) == (width is not None)  # F(4 s)
+            assert 0 < data[f"peak_time_{key}"] < limit
+        if width is None:
+            assert data["valid_until_first_order"] == np.inf
+            assert data["valid_until_image_chain"] == np.inf
+        else:
+            assert 1.0 < data["valid_until_first_order"] < 2.0
+            assert np.isnan(data["valid_until_image_chain"])  # half-space only

@@ -3,7 +3,9 @@
 Every block is one simulation (its molecule batches are the Dask tasks) and, for the same
 geometry, every model of :mod:`sweeplab.mcvd`: the exact solution, the free-space form, the
 paper's first-order form and its convolved variant (the two-mirror forms in a slab) and the
-Kelvin image chain (half-space only; nan in a slab). Each model is compared with the exact one
+Kelvin image chain (half-space only; nan in a slab). An approximate form is stored only within its
+validity domain (:func:`sweeplab.mcvd.validity_limit`: its ``F`` in ``[0, 1]`` and increasing;
+``valid_until_<model>`` records where it ends, nan after). Each model is compared with the exact one
 (``relerr_<model>_exact``, ``nrmse_<model>_exact``) and with the simulation; the channel metrics
 of :mod:`sweeplab.mcvd.metrics` (peak, ``F(Ts)``, ISI taps) are stored for every model and for
 the simulation, over the symbol durations ``Ts`` of the config (``symbol_time``, an inner
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -49,6 +52,8 @@ MODELS = {
 }
 #: the models compared with the exact one
 APPROX = tuple(k for k in MODELS if k != "exact")
+#: the approximate forms with a validity domain (``valid_until_<key>``); free space is exact
+VALIDITY = ("first_order", "convolved", "image_chain")
 #: ISI taps h_k stored, k = 0 .. N_TAPS - 1
 N_TAPS = 5
 #: symbol durations (s) when the config has no ``symbol_time``
@@ -126,6 +131,11 @@ def _variables() -> dict[str, Var]:
     for key, what in _LABEL.items():
         v.update(_metric_vars(key, what))
     v.update(_metric_vars("sim", "simulation"))
+    for key in VALIDITY:
+        v[f"valid_until_{key}"] = Var(
+            DIMS, "s", f"end of the validity domain of the {_LABEL[key]}: its F(t) stops "
+            "increasing (or reaches 1) there, so its values after are nan (inf: never)",
+        )  # fmt: skip
     v["fraction_exact_inf"] = Var(DIMS, "1", "exact F(infinity) (1 in a slab)")
     v["gap"] = Var(DIMS, "um", "gap between RX surface and the reflecting plane x = 0")
     v["slab_width"] = Var(DIMS, "um", "slab width W (second plane x = W); nan for a half-space")
@@ -140,6 +150,9 @@ class Channel(Experiment):
     """Simulated channel response of an absorbing sphere near plane(s) vs the models."""
 
     name = "channel"
+    #: 2: approximate forms are nan beyond their validity domain (were negative, decreasing F
+    #: in slabs), ``valid_until_*`` added, a simulation without absorption has a nan peak
+    version = 2
     order = 30
     axes = (
         Axis(
@@ -368,12 +381,34 @@ class Channel(Experiment):
     @staticmethod
     def _models(g: mcvd.Geometry, settings: Mapping[str, Any], data: dict[str, Any]) -> None:
         """Store every model's F(t), binned rate, metrics and error against the exact model."""
-        bw = settings["bin_width"]
         edges = Channel._edges(settings)
         ts_all = symbol_times(settings)
+        with warnings.catch_warnings():  # nan beyond a validity limit: recorded, not warned
+            warnings.simplefilter("ignore", mcvd.ValidityWarning)
+            Channel._model_values(g, settings, data, edges, ts_all)
+        for key in APPROX:
+            data[f"relerr_{key}_exact"] = mcvd.relative_error(
+                data[f"fraction_{key}"], data["fraction_exact"], RELERR_FLOOR
+            )
+            if not (key == "image_chain" and g.is_slab):
+                data[f"nrmse_{key}_exact"] = mcvd.rate_nrmse(
+                    data[f"rate_{key}"], data["rate_exact"]
+                )
+        data["fraction_exact_inf"] = mcvd.steady_state_fraction(g)
+
+    @staticmethod
+    def _model_values(g: mcvd.Geometry, settings: Mapping[str, Any], data: dict[str, Any],
+                      edges: np.ndarray, ts_all: np.ndarray) -> None:  # fmt: skip
+        """Every model's F, rate and metrics; approximate forms nan beyond their validity."""
+        bw = settings["bin_width"]
         for key, model in MODELS.items():
             if key == "image_chain" and g.is_slab:
                 continue  # half-space only: stays nan
+            if key in VALIDITY:
+                limit = mcvd.validity_limit(g, model)
+                data[f"valid_until_{key}"] = limit
+                if limit < edges[-1]:
+                    logger.info("model %s is nan after its validity limit %.4g s", model, limit)
             f = mcvd.absorbed_fraction(g, edges, model)
             data[f"fraction_{key}"] = f[1:]
             data[f"rate_{key}"] = np.diff(f) / bw
@@ -385,15 +420,6 @@ class Channel(Experiment):
             for i, ts in enumerate(ts_all):
                 data[f"received_{key}"][i] = mcvd.received_fraction(g, ts, model=model).value
                 data[f"isi_{key}"][i] = mcvd.isi_taps(g, ts, N_TAPS, model=model)[0]
-        for key in APPROX:
-            data[f"relerr_{key}_exact"] = mcvd.relative_error(
-                data[f"fraction_{key}"], data["fraction_exact"], RELERR_FLOOR
-            )
-            if not (key == "image_chain" and g.is_slab):
-                data[f"nrmse_{key}_exact"] = mcvd.rate_nrmse(
-                    data[f"rate_{key}"], data["rate_exact"]
-                )
-        data["fraction_exact_inf"] = mcvd.steady_state_fraction(g)
 
     @staticmethod
     def _simulation(
