@@ -81,6 +81,12 @@ class Geometry:
         Naming the offending value and the allowed range, on any invalid input (booleans,
         strings, complex numbers and other non-real types included: ``D=True`` is refused).
 
+    Notes
+    -----
+    Any gap ``> 0`` is a valid geometry (for the closed forms and the simulator); the exact model
+    further needs every gap ``>= MIN_GAP_RATIO × radius`` (1e-3, :mod:`sweeplab.mcvd.limits`),
+    checked by :func:`~sweeplab.mcvd.limits.check_exact_gap`.
+
     """
 
     tx: tuple[float, float, float]
