@@ -150,9 +150,17 @@ def _model_peak(g: Geometry, model: str) -> tuple[float, float]:
     # free-space peak time (r_0 − r_r)² / (6 D) sets the scale; the walls only delay the peak
     scale = (g.distance - g.radius) ** 2 / (6.0 * g.D)
     grid = scale * np.geomspace(1e-2, 1e3, 241)
-    grid = grid[grid <= validity_limit(g, model)]  # a closed form's rate is nan beyond
+    limit = validity_limit(g, model)
+    truncated = bool(grid[-1] > limit)
+    grid = grid[grid <= limit]  # a closed form's rate is nan beyond
     rates = hitting_rate(g, grid, model=model)
+    finite = np.isfinite(rates)
+    truncated |= not finite.all()
+    grid, rates = grid[finite], rates[finite]
     i = int(np.argmax(rates)) if grid.size else 0
+    if truncated and grid.size and i == grid.size - 1:
+        # still rising where the form stops being valid: its peak is outside its domain
+        return math.nan, math.nan
     if i in (0, grid.size - 1):
         raise ValueError(f"no interior maximum of the hitting rate found for {g} ({model!r})")
     lo, hi = math.log(grid[i - 1]), math.log(grid[i + 1])
@@ -209,7 +217,8 @@ def peak(
     ----------
     source : Geometry or SimulationResult
         A channel (evaluated with ``model``; the maximum of ``f`` located to ~1e-9 relative,
-        within the model's :func:`~sweeplab.mcvd.validity_limit`) or a simulation.
+        within the model's :func:`~sweeplab.mcvd.validity_limit`: a closed form still rising
+        where it stops being valid has no peak, nan) or a simulation.
     model : str
         Model for a geometry.
     bin_width : float
