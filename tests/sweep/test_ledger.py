@@ -259,3 +259,17 @@ def test_ledger_cache_reads_only_new_files(tmp_path, dask_address, monkeypatch):
     assert not read
     os.unlink(blocks / f"{first.names[0]}.zarr.zip")
     assert len(Ledger.load(blocks, "escape").keys) == 2 and not read
+
+
+def test_planner_estimates_see_the_channel_geometries(tmp_path):
+    """The planner's cost estimate includes the exact model's, which depends on a geometry's
+    entries (a receiver 5 nm from the plane costs far more than one 5 um away): it passed the
+    settings without the mapping axes' entries, so every geometry was estimated alike."""
+    import yaml
+
+    section = yaml.safe_load(open(".test/config/config.yaml"))["channel"]
+    near = {**section["geometry"]["paper"], "rx": [5.005, 0, 0]}
+    section = {**section, "geometry": {**section["geometry"], "near": near}}
+    p = plan("channel", section, tmp_path / "blocks", block_seconds=1e-9)  # a block per point
+    seconds = {p.grid.columns(b.rows)["geometry"][0]: b.seconds for b in p.blocks}
+    assert seconds["near"] > 2 * seconds["paper"], seconds

@@ -99,6 +99,14 @@ class Plan:
         return self.experiment.settings(self.section)
 
     @cached_property
+    def estimate_settings(self) -> dict[str, Any]:
+        """The settings and the mapping axes' entries (e.g. channel geometries): what
+        ``point_cost`` and ``point_memory`` see, as in a block job."""
+        exp = self.experiment
+        entries = {a.key: self.section[a.key] for a in exp.axes if a.kind == "mapping"}
+        return {**self.settings, **entries}
+
+    @cached_property
     def holder_blocks(self) -> list[str]:
         """Names of the block files holding the grid's done and failed points."""
         rec = self.record[self.record >= 0]
@@ -285,7 +293,7 @@ def pack(p: Plan, pending: np.ndarray, target: float, mem_bound: float) -> list[
     order = np.lexsort([idx[names.index(n)] for n in reversed(order_axes)])
     rows = pending[order]
     cols = grid.columns(rows)
-    cost = exp.point_cost(cols, p.settings) * p.calibration
+    cost = exp.point_cost(cols, p.estimate_settings) * p.calibration
     big = cost >= target  # a point costlier than the target gets a block of its own
     bins = np.empty(len(rows), dtype=np.int64)
     cheap = np.flatnonzero(~big)
@@ -301,14 +309,14 @@ def pack(p: Plan, pending: np.ndarray, target: float, mem_bound: float) -> list[
             groups.append(part[lo : lo + MAX_BLOCK_POINTS])
     blocks = []
     for g in groups:
-        for piece in _split_memory(exp, cols, g, p.settings, mem_bound):
+        for piece in _split_memory(exp, cols, g, p.estimate_settings, mem_bound):
             r = rows[piece]
             salt = tuple(sorted({p.ledger.names[p.ledger.block[x]]
                                  for x in p.record[r] if x >= 0}))  # fmt: skip
             sub = {k: v[piece] for k, v in cols.items()}
             blocks.append(PlannedBlock(
                 block_name(grid.keys[r], salt), r, salt, float(cost[piece].sum()),
-                exp.block_memory(sub, p.settings),
+                exp.block_memory(sub, p.estimate_settings),
             ))  # fmt: skip
     return blocks
 

@@ -359,7 +359,8 @@ class Experiment:
         grids = np.meshgrid(*corners.values(), indexing="ij")
         columns = {n: a.column(g.ravel()) for (n, a), g in
                    zip(self.axis.items(), grids, strict=True)}  # fmt: skip
-        need, how = self.point_memory(columns, self.settings(section))
+        entries = {a.key: section[a.key] for a in self.axes if a.kind == "mapping"}
+        need, how = self.point_memory(columns, {**self.settings(section), **entries})
         i = int(np.argmax(need))
         if need[i] > limit:
             where = " ".join(f"{k}={v[i]}" for k, v in columns.items())

@@ -292,9 +292,8 @@ class Channel(Experiment):
         exact model (peak search, ``F`` at the bin ends, ``F(Ts)`` and taps per symbol time;
         counted for the tiny config: 16), each costing
         :func:`~sweeplab.mcvd.exact_window_cost` (growing as ``gap^-1.5``, bounded by the minimum
-        gap). The geometries' entries are in ``settings["geometry"]`` when a block job records
-        its estimate; the planner's ``settings`` lack them (an axis's mapping entries are not
-        settings), so there only the simulation is estimated.
+        gap). The geometries' entries are in ``settings["geometry"]``: the planner and a block job
+        pass them with the settings (without them, only the simulation is estimated).
         """
         names = np.asarray(columns["geometry"], dtype=object)
         seconds, nbytes = np.zeros(names.size), np.zeros(names.size)
