@@ -100,8 +100,10 @@ class Plan:
 
     @cached_property
     def estimate_settings(self) -> dict[str, Any]:
-        """The settings and the mapping axes' entries (e.g. channel geometries): what
-        ``point_cost`` and ``point_memory`` see, as in a block job."""
+        """The settings with the mapping axes' entries (e.g. channel geometries).
+
+        What ``point_cost`` and ``point_memory`` see, as in a block job.
+        """
         exp = self.experiment
         entries = {a.key: self.section[a.key] for a in exp.axes if a.kind == "mapping"}
         return {**self.settings, **entries}
