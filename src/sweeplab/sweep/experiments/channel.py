@@ -230,13 +230,13 @@ class Channel(Experiment):
         :data:`~sweeplab.mcvd.limits.MIN_GAP_RATIO` × radius (its cost grows as gap^-1.5): so
         does this check, before any job.
         """
-        super().validate(section)
-        for name, spec in section["geometry"].items():
+        for name, spec in section["geometry"].items():  # before the memory check (base)
             for d in section["D"]:
                 try:
                     mcvd.check_exact_gap(channel_geometry(spec, d, section["wall"]))
                 except ValueError as exc:
                     raise ValueError(f"channel.geometry.{name}: {exc}") from None
+        super().validate(section)
         for dt in section["dt"]:
             for key in ("t_end", "bin_width"):
                 if not mcvd.whole_steps(section[key], dt):
