@@ -42,7 +42,13 @@ from typing import Any
 
 import xarray as xr
 
-from .store import open_dataset, remove_stale_temporaries, temporary_name, write_atomic
+from .store import (
+    check_clear_of,
+    open_dataset,
+    remove_stale_temporaries,
+    temporary_name,
+    write_atomic,
+)
 
 __all__ = ["PROVENANCE_KEYS", "export_dataset", "is_sweeplab_metadata"]
 
@@ -159,18 +165,13 @@ def _check_replaceable_local(dest: Path, zip_dest: bool) -> None:
 
 def _check_local_dest(dest: Path, src: Path, force: bool) -> None:
     """Refuse a local ``dest`` that is unsafe to write (see the module docstring)."""
-    results = src.parent.resolve()
-    resolved = dest.resolve()
     if dest.is_symlink():
         raise ValueError(f"{dest} is a symbolic link; give the real path")
-    if resolved == src.resolve():
+    if dest.resolve() == src.resolve():
         raise ValueError(f"{dest} is the dataset being exported")
-    if resolved == results:
-        raise ValueError(f"{dest} is the results directory; export elsewhere")
-    if results in resolved.parents:
-        raise ValueError(f"{dest} is inside the results directory {src.parent}; export elsewhere")
-    if resolved in results.parents:
-        raise ValueError(f"{dest} contains the results directory {src.parent}; export elsewhere")
+    check_clear_of(
+        dest, "the results directory", src.parent, inside=True, advice="export elsewhere"
+    )
     ancestor = dest.parent
     while not ancestor.exists():
         ancestor = ancestor.parent

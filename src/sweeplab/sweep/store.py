@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -23,10 +26,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MANIFEST",
+    "STALE_AGE",
+    "check_aggregate_destination",
+    "check_clear_of",
+    "check_writable",
     "open_dataset",
     "provenance",
     "recover_aside",
+    "remove_own_temporaries",
     "remove_stale_temporaries",
+    "settle_zarr_writes",
     "swap_into_place",
     "temporary_name",
     "write_atomic",
@@ -74,25 +83,229 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: Path) -> None:
-    """Delete ``.<target>.tmp-<pid>-*`` files and directories left by dead processes only.
+#: A temporary untouched for this long (seconds) is stale whoever wrote it: the only way to
+#: clean up after a writer that died on another node of a shared file system (whose pid means
+#: nothing here). No sweeplab write takes that long.
+STALE_AGE = 24 * 3600.0
 
-    A temporary of a writer that is still running (a duplicate Slurm attempt, a ``--nolock``
-    run) is left alone; so is any name without a pid on this host.
+
+def _host_tag() -> str:
+    """Return the host name as temporary names carry it (letters, digits, ``.``, ``_``, ``-``)."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64]
+    return host or "localhost"
+
+
+def _temporary_owner(name: str) -> tuple[str | None, int | None]:
+    """(host, pid) that a temporary's name records; host None for the old ``tmp-<pid>-`` form.
+
+    pid is None when the name records none (not a temporary of ours).
     """
+    rest = name.rsplit(".tmp-", 1)[1]
+    host, sep, rest = rest.rpartition("@")
+    pid_text = rest.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return (host if sep else None), None
+    return (host if sep else None), int(pid_text)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(target: Path, *, max_age: float = STALE_AGE) -> None:
+    """Delete the stale temporaries ``.<target>.tmp-*`` left beside ``target`` by other writers.
+
+    A temporary ``.<target>.tmp-<host>@<pid>-<rand>`` (see :func:`temporary_name`) is stale
+    when ``host`` is this host and process ``pid`` is gone. On a shared file system a writer on
+    another node is never judged by its pid (it means nothing here): its temporary is stale only
+    once it has not been modified for ``max_age`` seconds (default :data:`STALE_AGE`, 24 h),
+    which is also the rule for any other ``.tmp-`` name. Names of the older form
+    ``.<target>.tmp-<pid>-<rand>`` (no host) are judged by their pid on this host, as before.
+    A temporary of a writer that is still running (a duplicate Slurm attempt, a ``--nolock``
+    run) is left alone.
+    """
+    now = time.time()
+    here = _host_tag()
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        pid_text = stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        host, pid = _temporary_owner(stale.name)
+        if pid is not None and host in (None, here):
+            if not _pid_alive(pid):
+                _remove(stale)
             continue
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+        try:
+            age = now - stale.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age > max_age:
+            _remove(stale)
+
+
+def remove_own_temporaries(target: Path) -> None:
+    """Delete this process's temporaries of ``target`` (after a write of it failed)."""
+    prefix = f".{target.name}.tmp-{_host_tag()}@{os.getpid()}-"
+    for mine in target.parent.glob(f".{target.name}.tmp-*"):
+        if mine.name.startswith(prefix):
+            _remove(mine)
+
+
+def settle_zarr_writes(timeout: float = 30.0) -> None:
+    """Wait until the writes zarr still runs in the background have ended (at most ``timeout``).
+
+    When one of many concurrent chunk writes fails (disk full, read-only), zarr raises at once
+    while the others go on in its I/O thread and may create files after the caller cleaned up.
+    Call this before removing a failed write's temporaries.
+    """
+    sync = sys.modules.get("zarr.core.sync")
+    loop = sync.loop[0] if sync is not None else None
+    if loop is None or not loop.is_running():
+        return
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not me]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 5)
+    except Exception as exc:  # best effort: the caller's error matters more
+        logger.debug("could not wait for zarr's pending writes: %s", exc)
 
 
 def temporary_name(target: Path) -> Path:
-    """Return a unique temporary sibling of ``target`` carrying this process's pid."""
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    """Return a unique temporary sibling of ``target`` naming this host and process.
+
+    ``.<target>.tmp-<host>@<pid>-<rand>``: :func:`remove_stale_temporaries` of any process
+    knows whose it is (on a shared file system, several hosts write beside each other).
+    """
+    tag = f"{_host_tag()}@{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return target.with_name(f".{target.name}.tmp-{tag}")
+
+
+def check_clear_of(dest: Path, what: str, path: Path, *, inside: bool, advice: str) -> None:
+    """Refuse a destination ``dest`` that is ``path``, contains it, or (``inside``) lies in it.
+
+    Writing a store replaces whatever is at its destination: one that is or contains a
+    directory to keep (the results, the blocks, the working directory) would delete it.
+
+    Raises
+    ------
+    ValueError
+        ``"<dest> is|contains|is inside <what> <path>; <advice>"``.
+
+    """
+    resolved, keep = Path(dest).resolve(), Path(path).resolve()
+    if resolved == keep:
+        raise ValueError(f"{dest} is {what} {path}; {advice}")
+    if resolved in keep.parents:
+        raise ValueError(f"{dest} contains {what} {path}; {advice}")
+    if inside and keep in resolved.parents:
+        raise ValueError(f"{dest} is inside {what} {path}; {advice}")
+
+
+def _aggregate_experiment(path: Path) -> str | None:
+    """Return the experiment of the aggregate at ``path`` (its manifest's, else its attribute).
+
+    None if ``path`` is not a sweeplab aggregate. An empty directory counts as one of any
+    experiment (``""``): replacing it loses nothing.
+    """
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return ""
+    for name in entries:  # an aggregate holds zarr nodes and its manifest, nothing else
+        child = path / name
+        if child.is_symlink():
+            return None
+        if name not in ("zarr.json", MANIFEST) and not (child / "zarr.json").is_file():
+            return None
+    for name, key in ((MANIFEST, ("experiment",)), ("zarr.json", ("attributes", "experiment"))):
+        try:
+            doc: Any = json.loads((path / name).read_text())
+            for k in key:
+                doc = doc[k]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(doc, str):
+            return doc
+    return None
+
+
+def check_aggregate_destination(
+    out: Path, experiment: str, blocks_dir: Path, cwd: Path | None = None
+) -> None:
+    """Refuse an aggregate destination ``out`` whose replacement would delete something else.
+
+    ``out`` may be absent, an empty directory, or an aggregate of ``experiment`` (a directory
+    of zarr nodes whose manifest, or else root ``experiment`` attribute, names it). Refused:
+    a symbolic link; anything else that exists (a user's file or directory, a block file,
+    another experiment's aggregate); the blocks directory (``blocks_dir``, or its parent when
+    that is the ``blocks`` directory of all experiments), anything in it and any of its
+    ancestors (the results directory among them); the working directory ``cwd`` and its
+    ancestors.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``out`` and why it is refused.
+
+    """
+    out = Path(out)
+    blocks_dir = Path(blocks_dir)
+    blocks = blocks_dir.parent if blocks_dir.parent.name == "blocks" else blocks_dir
+    advice = "give the aggregate its own path, e.g. results/<experiment>.zarr"
+    if out.is_symlink():
+        raise ValueError(f"--out {out} is a symbolic link; give the real path")
+    try:
+        check_clear_of(out, "the blocks directory", blocks, inside=True, advice=advice)
+        check_clear_of(out, "the working directory", Path.cwd() if cwd is None else cwd,
+                       inside=False, advice=advice)  # fmt: skip
+    except ValueError as exc:
+        raise ValueError(f"--out {exc}") from None
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise ValueError(
+            f"--out {out} exists and is not an aggregate (not a directory); refusing to replace it"
+        )
+    found = _aggregate_experiment(out)
+    if found is None:
+        raise ValueError(
+            f"--out {out} exists and is not a sweeplab aggregate; refusing to replace it "
+            "(allowed: a new path, an empty directory or this experiment's aggregate)"
+        )
+    if found and found != experiment:
+        raise ValueError(
+            f"--out {out} is the aggregate of {found!r}, not of {experiment!r}; refusing to "
+            "replace it"
+        )
+
+
+def check_writable(directory: Path) -> None:
+    """Check that a file can be written in ``directory`` (or, if absent, its nearest ancestor).
+
+    Writes and deletes a small probe file (a temporary of ``directory``), so a read-only or
+    full file system is found before any work that would then be lost.
+
+    Raises
+    ------
+    OSError
+        With the probe's or the directory's path as ``filename``.
+
+    """
+    here = Path(directory)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    probe = temporary_name(here / ".sweeplab-write-probe")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
 
 
 def remove_tree(path: Path) -> None:
