@@ -42,14 +42,27 @@ def _experiments() -> list[str]:
     return list(EXPERIMENTS)
 
 
+class _BadInput(click.ClickException):
+    """A usage error shown as one ``Error:`` line (exit status 2, as click's usage errors)."""
+
+    exit_code = 2
+
+
 def _json(text: str, what: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc})", param_hint=what) from None
+        raise _BadInput(f"Invalid value for {what}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object", param_hint=what)
+        raise _BadInput(f"Invalid value for {what}: must be a JSON object, not {text!r}")
     return value
+
+
+def _os_error(exc: OSError, doing: str) -> click.ClickException:
+    """One line for a file-system error: what was being done, the cause and the path it hit."""
+    cause = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in doing else ""
+    return click.ClickException(f"{doing}: {cause}{where}")
 
 
 @main.command("run-block")
@@ -72,14 +85,24 @@ def run_block_cmd(plan: Path, dask_json: str, out: Path, threads: int) -> None:
     Plan files are written by the workflow's planner (results/plans/<experiment>/<block>.json).
     """
     from sweeplab.sweep import run_plan
+    from sweeplab.sweep.configcheck import check_schema, load_schema
+    from sweeplab.sweep.store import check_writable
 
     dask = _json(dask_json, "--dask")
+    try:  # the config's dask section: unknown keys and wrong types are refused, not ignored
+        check_schema(dask, load_schema()["properties"]["dask"], ("dask",))
+    except ValueError as exc:
+        raise _BadInput(f"Invalid value for --dask: {exc}") from None
+    try:  # a read-only or full file system is found before the block is computed, not after
+        check_writable(out.parent)
+    except OSError as exc:
+        raise _os_error(exc, f"cannot write the block {out}") from None
     try:
         run_plan(plan, out, dask=dask, threads=threads)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(" ".join(str(exc).split())) from None
     except OSError as exc:
-        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}") from None
+        raise _os_error(exc, f"cannot write the block {out}") from None
 
 
 @main.command()
@@ -103,19 +126,32 @@ def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full:
     from sweeplab.sweep import aggregate as agg
     from sweeplab.sweep import provenance
     from sweeplab.sweep.configcheck import validate_section
+    from sweeplab.sweep.store import (
+        check_aggregate_destination,
+        remove_own_temporaries,
+        settle_zarr_writes,
+    )
 
     section = _json(settings, "--settings")
     try:
         validate_section(experiment, section)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--settings") from None
-    attrs = {"title": f"sweeplab {experiment} sweep", **provenance({experiment: section})}
-    try:
-        report = agg(experiment, section, blocks_dir, out, attrs=attrs, full=full)
+        raise _BadInput(f"Invalid value for --settings: {exc}") from None
+    try:  # the store replaces whatever is at --out: only an aggregate of this experiment may be
+        check_aggregate_destination(out, experiment, blocks_dir)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}") from None
+        raise _os_error(exc, f"cannot inspect --out {out}") from None
+    attrs = {"title": f"sweeplab {experiment} sweep", **provenance({experiment: section})}
+    try:
+        report = agg(experiment, section, blocks_dir, out, attrs=attrs, full=full)
+    except (ValueError, OSError) as exc:
+        settle_zarr_writes()  # writes still running when one failed: then nothing is left
+        remove_own_temporaries(out)
+        if isinstance(exc, OSError):
+            raise _os_error(exc, f"cannot update the aggregate {out}") from None
+        raise click.ClickException(" ".join(str(exc).split())) from None
     logging.getLogger("sweeplab").info(
         "%s: %d blocks -> %s (%s: %d read, %d reused; %d failed point(s))",
         experiment, report.n_blocks, out, report.mode, report.blocks_read,
@@ -135,11 +171,18 @@ def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full:
               type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
 @click.argument("names", nargs=-1)
 def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> None:
-    """Draw figures NAMES (default: all) as PNG, SVG and PDF from aggregated stores."""
+    """Draw figures NAMES as PNG, SVG and PDF from aggregated stores.
+
+    Default: the figures of the --dataset stores' experiments, else every figure. The files
+    are drawn under a temporary name and moved into OUT only when all are written.
+    """
+    import shutil
+
     try:  # imported here: `sweeplab --help` and the other commands need no matplotlib
         from sweeplab.plots import FIGURES, draw_all
     except ImportError as exc:
         raise click.ClickException(f"{exc}; pip install 'sweeplab[plots]'") from None
+    from sweeplab.sweep.store import remove_stale_temporaries, temporary_name
 
     for name in names:
         if name not in FIGURES:
@@ -147,13 +190,50 @@ def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> No
                 f"{name!r} is not one of {', '.join(repr(n) for n in FIGURES)}",
                 param_hint="NAMES",
             )
+    if not names and datasets:
+        experiments = [_dataset_experiment(path) for path in datasets]
+        names = tuple(n for n, (experiment, _) in FIGURES.items() if experiment in experiments)
+        if not names:
+            raise click.ClickException(
+                f"no figures are drawn from {', '.join(experiments)} datasets; experiments "
+                f"with figures: {', '.join(sorted({e for e, _ in FIGURES.values()}))}"
+            )
 
+    if out.parent.is_dir():
+        remove_stale_temporaries(out)
+    tmp = temporary_name(out)
     try:
-        paths = draw_all(list(datasets), out, names or None)
+        drawn = draw_all(list(datasets), tmp, names or None)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for path in drawn:
+            os.replace(path, out / path.name)
+            paths.append(out / path.name)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    except OSError as exc:
+        raise _os_error(exc, f"cannot write the figures in {out}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for path in paths:
         click.echo(str(path))
+
+
+def _dataset_experiment(path: Path) -> str:
+    """Return the ``experiment`` attribute of the aggregated store at ``path``."""
+    from sweeplab.sweep.store import open_dataset
+
+    try:
+        with open_dataset(path) as ds:
+            experiment = ds.attrs.get("experiment")
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise click.ClickException(f"{path} is not a readable zarr store ({reason})") from None
+    if not isinstance(experiment, str) or not experiment:
+        raise click.ClickException(
+            f"{path} has no 'experiment' attribute, so its figures are unknown; name them"
+        )
+    return experiment
 
 
 @main.command()
@@ -162,10 +242,25 @@ def info(path: Path) -> None:
     """Summarise a dataset: dims, variables with units, provenance, failed points."""
     from sweeplab.sweep import open_block, open_dataset
 
+    n_blocks = None
+    if path.name.endswith(".zip"):
+        _check_zip(path)
+    manifest = path / "sweeplab-manifest.json"
+    if manifest.is_file():
+        try:
+            n_blocks = len(json.loads(manifest.read_text())["blocks"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise click.ClickException(
+                f"{manifest} is damaged ({type(exc).__name__}: {reason}); rebuild the "
+                "aggregate with `sweeplab aggregate ... --full` or delete it and re-run "
+                "`snakemake`"
+            ) from None
     try:
         ds = open_block(path) if path.name.endswith(".zip") else open_dataset(path)
     except Exception as exc:
-        raise click.ClickException(f"{path} is not a readable zarr store ({exc})") from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise click.ClickException(f"{path} is not a readable zarr store ({reason})") from None
     click.echo(f"{path}")
     click.echo("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     click.echo("coords:")
@@ -181,9 +276,8 @@ def info(path: Path) -> None:
     for key in ("experiment", "block", "sweeplab_version", "git_revision", "command"):
         if key in ds.attrs:
             click.echo(f"{key}: {ds.attrs[key]}")
-    manifest = path / "sweeplab-manifest.json"
-    if manifest.is_file():
-        click.echo(f"n_blocks: {len(json.loads(manifest.read_text())['blocks'])}")
+    if n_blocks is not None:
+        click.echo(f"n_blocks: {n_blocks}")
     if "status" in ds:
         status = np.asarray(ds["status"].values)
         failed = int(np.count_nonzero(status == 1))
@@ -192,6 +286,26 @@ def info(path: Path) -> None:
             errs = np.asarray(ds["error"].values)[status == 1]
             for e in sorted({str(x) for x in errs if str(x)})[:10]:
                 click.echo(f"  {e}")
+
+
+def _check_zip(path: Path) -> None:
+    """Refuse, in one line, a ``.zip`` that is not a whole zip archive (truncated, damaged)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise click.ClickException(
+            f"{path} is not a valid block file (damaged or truncated zip archive: {reason}); "
+            "delete it and re-run `snakemake`: its points are computed again"
+        ) from None
+    if bad is not None:
+        raise click.ClickException(
+            f"{path} is not a valid block file (member {bad} fails its CRC check); delete it "
+            "and re-run `snakemake`: its points are computed again"
+        )
 
 
 @main.command()

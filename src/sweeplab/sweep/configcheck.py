@@ -24,7 +24,9 @@ from .experiments import get
 __all__ = [
     "SCHEMA_RESOURCE",
     "check_finite",
+    "check_schema",
     "load_schema",
+    "schema_message",
     "validate_section",
 ]
 
@@ -110,6 +112,52 @@ def check_finite(config: Any, path: tuple[Any, ...] = ()) -> None:
         )
 
 
+def schema_message(error: Any, prefix: tuple[Any, ...] = ()) -> str:
+    """Return a jsonschema ``ValidationError`` as one line: key path, value, what is allowed.
+
+    jsonschema's own ``str(error)`` is a dozen lines (the whole sub-schema, the instance);
+    its ``message`` names the value and the rule. An unexpected key gets the allowed keys.
+    """
+    where = _dotted((*prefix, *error.absolute_path)) or "config"
+    message = error.message
+    props = error.schema.get("properties") if isinstance(error.schema, Mapping) else None
+    if error.validator == "additionalProperties" and isinstance(props, Mapping):
+        message += "; allowed keys: " + ", ".join(map(str, props))
+    text = " ".join(f"{where}: {message}".split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+_MAX_MESSAGE = 500
+
+
+def check_schema(
+    config: Any, schema: Mapping[str, Any] | None = None, prefix: tuple[Any, ...] = ()
+) -> None:
+    """Check ``config`` against the JSON schema (default: the whole config schema).
+
+    Parameters
+    ----------
+    config : object
+        The whole config, or the part at ``prefix`` when ``schema`` is a sub-schema.
+    schema : mapping, optional
+        A (sub-)schema; default :func:`load_schema`.
+    prefix : tuple
+        Key path of ``config`` in the whole config, for the message.
+
+    Raises
+    ------
+    ValueError
+        One line (:func:`schema_message`) for the most relevant error.
+
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema() if schema is None else schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ValueError(schema_message(error, prefix))
+
+
 def validate_section(experiment: str, section: Mapping[str, Any]) -> None:
     """Validate one experiment's config section: schema, finiteness, the experiment's checks.
 
@@ -119,13 +167,6 @@ def validate_section(experiment: str, section: Mapping[str, Any]) -> None:
         One line naming the key, the bad value and what is allowed.
 
     """
-    import jsonschema
-
     check_finite(section, (experiment,))
-    config = {"experiments": [experiment], experiment: section}
-    validator = jsonschema.Draft202012Validator(load_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        where = _dotted(tuple(error.absolute_path)) or "config"
-        raise ValueError(f"{where}: {error.message}")
+    check_schema({"experiments": [experiment], experiment: section})
     get(experiment).validate(section)
