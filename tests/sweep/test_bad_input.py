@@ -309,11 +309,97 @@ def test_aggregate_with_no_blocks_names_them_and_writes_nothing(tmp_path):
     assert list((tmp_path / "blocks").iterdir()) == []
 
 
-def test_aggregate_with_invalid_settings_is_a_usage_error(tmp_path):
+def test_aggregate_with_invalid_settings_is_a_usage_error_in_one_line(tmp_path):
     result = invoke("aggregate", "channel", "--settings", "{}", "--blocks-dir", str(tmp_path),
                     "--out", str(tmp_path / "agg.zarr"))  # fmt: skip
     assert result.exit_code == 2 and "'geometry' is a required property" in result.output
+    assert result.output.strip().splitlines() == [
+        "Error: Invalid value for --settings: channel: 'geometry' is a required property"
+    ]  # issue 22: no usage lines around it
     assert list(tmp_path.iterdir()) == []
+
+
+# --- issue 22: schema errors are one line naming the key path, the value, what is allowed ---
+@pytest.mark.parametrize(
+    ("experiment", "changes", "message"),
+    [
+        ("sharpness", {"gauge_spread": -1},
+         "sharpness.gauge_spread: -1 is less than the minimum of 0"),
+        ("sharpness", {"family": ["bogus"]},
+         "sharpness.family[0]: 'bogus' is not one of ['balanced', 'gauge', 'gaussian']"),
+        ("escape", {"max_steps": "many"}, "escape.max_steps: 'many' is not of type 'integer'"),
+        ("sharpness", {"seeds_per_block": 2},
+         "sharpness: Additional properties are not allowed ('seeds_per_block' was unexpected); "
+         "allowed keys: depth, width, d_io, family, seeds, gauge_spread, lanczos_tol, "
+         "dense_max_params"),
+    ],
+)  # fmt: skip
+def test_schema_errors_are_one_line_naming_key_value_and_what_is_allowed(
+    experiment, changes, message
+):
+    from sweeplab.sweep.configcheck import check_schema
+
+    cfg = config(experiment, **changes)
+    with pytest.raises(ValueError) as info:
+        check_schema(cfg)  # what the workflow needs instead of Snakemake's 12-line message
+    assert str(info.value) == message
+
+
+def test_a_schema_error_stays_one_bounded_line_whatever_the_value():
+    from sweeplab.sweep.configcheck import check_schema
+
+    cfg = config("sharpness", depth=[{"a\nb": "x" * 5000}])
+    with pytest.raises(ValueError) as info:
+        check_schema(cfg)
+    text = str(info.value)
+    assert text.startswith("sharpness.depth[0]: ") and "\n" not in text and len(text) <= 500
+
+
+# --- issue 22: run-block refuses a non-canonical name and unknown --dask keys, one line -----
+@pytest.mark.parametrize("rename", ["upper", "padded", "suffix"])
+def test_run_block_refuses_a_non_canonical_plan_or_out_name(tmp_path, monkeypatch, rename):
+    import sweeplab.sweep.runner as runner
+
+    monkeypatch.setattr(runner, "compute_block", lambda *a: pytest.fail("computed"))
+    path = plan_file(tmp_path)
+    name = {"upper": "B" + path.stem[1:].upper(), "padded": path.stem[0] + "0" + path.stem[1:],
+            "suffix": path.stem + "~00-0"}[rename]  # fmt: skip
+    other = path.with_name(f"{name}.json")
+    other.write_bytes(path.read_bytes())
+    blocks = tmp_path / "blocks"
+    for plan_path, out in ((other, blocks / f"{name}.zarr.zip"),
+                           (path, blocks / f"{name}.zarr.zip")):  # fmt: skip
+        result = invoke("run-block", str(plan_path), "--out", str(out))
+        text = one_line_error(result)
+        assert result.exit_code == 1
+        assert "do not hash to its block name" in text or "must be named" in text, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plans"]
+
+
+@pytest.mark.parametrize(
+    ("dask", "message"),
+    [
+        ({"adress": "tcp://127.0.0.1:8786"},
+         "dask: Additional properties are not allowed ('adress' was unexpected); allowed keys: "
+         "address, scheduler_file, timeout, processes"),
+        ({"processes": "yes"}, "dask.processes: 'yes' is not of type 'boolean'"),
+        ({"timeout": 0}, "dask.timeout: 0 is less than or equal to the minimum of 0"),
+    ],
+)  # fmt: skip
+def test_run_block_refuses_unknown_dask_keys_in_one_line(tmp_path, monkeypatch, dask, message):
+    import sweeplab.sweep.runner as runner
+
+    monkeypatch.setattr(runner, "compute_block", lambda *a: pytest.fail("computed"))
+    path = plan_file(tmp_path)
+    out = tmp_path / "blocks" / f"{path.stem}.zarr.zip"
+    for args, env in (
+        (["--dask", json.dumps(dask)], None),
+        ([], {"SWEEPLAB_DASK": json.dumps(dask)}),
+    ):
+        result = invoke("run-block", str(path), "--out", str(out), *args, env=env)
+        assert result.exit_code == 2
+        assert result.output.strip().splitlines() == [f"Error: Invalid value for --dask: {message}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plans"]
 
 
 def test_unknown_figure_is_a_usage_error(tmp_path):
