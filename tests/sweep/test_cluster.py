@@ -24,6 +24,9 @@ from sweeplab.sweep.cluster import (
 )
 
 BIN = Path(sys.executable).parent
+#: Where the LocalClusters of these tests listen: the scheduler's HTTP server and each worker's
+#: (in-process workers start one too, which binds every interface unless given an address).
+LOOPBACK = {"dashboard_address": "127.0.0.1:0", "worker_dashboard_address": "127.0.0.1:0"}
 
 
 def listening_sockets() -> list[tuple[int, str, int]]:
@@ -50,6 +53,49 @@ def test_private_cluster_listens_on_loopback_only(processes):
     assert len(found) >= (2 + 2 * 3 if processes else 2), found
     exposed = [s for s in found if not ipaddress.ip_address(s[1]).is_loopback]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_the_local_clusters_of_these_tests_listen_on_loopback_only():
+    """As in test_scheduler_file_written_late_is_waited_for and the tls_cluster fixture."""
+    for security in (None, Security.temporary()):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                          security=security, **LOOPBACK) as cluster:  # fmt: skip
+            found = listening_sockets()
+            assert len(found) >= 2 + (security is not None), found  # HTTP servers (+ TLS comm)
+            exposed = [s for s in found if not ipaddress.ip_address(s[1]).is_loopback]
+            assert not exposed, f"listening beyond loopback: {exposed}"
+            assert cluster.scheduler_address.split("://")[0] in ("inproc", "tls")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", ""])
+def test_the_suite_refuses_to_listen_beyond_loopback(loopback_only, host):
+    """tests/conftest.py: a listener on every interface is refused, and fails its test."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with socket.socket(family) as s:
+        if host:
+            s.bind((host, 0))
+        with pytest.raises(OSError, match=r"tests listen on loopback only, not on"):
+            s.listen()
+    assert len(loopback_only) == 1  # the autouse fixture would now fail this test
+    loopback_only.clear()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+    assert not loopback_only
+
+
+def test_private_cluster_scratch_space_is_the_jobs_own_and_removed(tmp_path, monkeypatch):
+    """Workers' lock files go to a directory of this job in $TMPDIR, not dask-scratch-space."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # as TMPDIR=tmp_path would
+    with dask.config.set({"temporary-directory": None}), dask_client(1) as client:
+        (where,) = client.run(lambda dask_worker: dask_worker.local_directory).values()
+        (mine,) = tmp_path.iterdir()
+        assert mine.name.startswith("sweeplab-dask-") and Path(where).is_relative_to(mine)
+    assert list(tmp_path.iterdir()) == []
 
 
 def free_port() -> int:
@@ -121,8 +167,7 @@ def test_stale_scheduler_file_names_address_and_file(tmp_path):
 
 def test_scheduler_file_written_late_is_waited_for(tmp_path):
     path = tmp_path / "sched.json"
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, **LOOPBACK) as cluster:
         address = cluster.scheduler_address
         timer = threading.Timer(0.5, write_scheduler_file, (path, address))
         timer.start()
@@ -169,7 +214,7 @@ def tls_cluster(tmp_path):
     (creds / "key.pem").write_text(sec.tls_client_key)
     (creds / "key.pem").chmod(0o600)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, security=sec,
-                      dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
+                      **LOOPBACK) as cluster:  # fmt: skip
         assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
         client = {"tls_ca_file": "ca.pem", "tls_client_cert": "ca.pem",
                   "tls_client_key": "key.pem", "require_encryption": True}  # fmt: skip
