@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -349,14 +350,26 @@ def dask_client(threads: int, dask_config: Mapping[str, Any] | None = None) -> I
     # each HTTP server on its node's host. Threads: the transport is in-process, but a worker
     # still starts an HTTP server, which binds every interface unless given an address.
     where = {"host": "127.0.0.1"} if processes else {"worker_dashboard_address": "127.0.0.1:0"}
+    # The workers' scratch space (lock files, spilled data) is this job's own directory, made
+    # in the job's temporary directory ($TMPDIR, which Slurm and Snakemake set; Dask's
+    # ``temporary-directory`` if configured) and deleted at exit, not a dask-scratch-space
+    # shared by every job on the node.
     with (
         _default_scheduler_restored(),
-        dask.config.set({"distributed.worker.profile.enabled": False}),
+        tempfile.TemporaryDirectory(
+            prefix="sweeplab-dask-",
+            dir=dask.config.get("temporary-directory", None),
+            ignore_cleanup_errors=True,
+        ) as scratch,
+        dask.config.set(
+            {"distributed.worker.profile.enabled": False, "temporary-directory": scratch}
+        ),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=per_worker,
             processes=processes,
             dashboard_address="127.0.0.1:0",  # its HTTP server starts anyway: loopback, free port
+            local_directory=scratch,
             **where,
         ) as cluster,
         Client(cluster) as client,
