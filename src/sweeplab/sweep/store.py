@@ -298,7 +298,7 @@ def check_writable(directory: Path) -> None:
     here = Path(directory)
     while not here.exists() and here != here.parent:
         here = here.parent
-    probe = temporary_name(here / ".sweeplab-write-probe")
+    probe = temporary_name(here / "sweeplab-write-probe")
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, b"\0" * 4096)
