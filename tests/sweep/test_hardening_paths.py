@@ -289,3 +289,19 @@ def test_figures_of_a_dataset_without_names_draws_its_experiments_figures(
     assert drawn == wanted
     assert sorted(p.stem for p in (tmp_path / "figs").iterdir()) == sorted(wanted * 3)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_write_atomic_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
+    """export's directory stores: zarr's writes still running after one failed are awaited."""
+    import numpy as np
+    import xarray as xr
+
+    from sweeplab.sweep.store import write_atomic
+
+    ds = xr.Dataset({"v": ("x", np.arange(4.0))})
+    ds["v"].encoding["chunks"] = (1,)  # four chunks, written concurrently by one zarr call
+    slow_then_failing_put(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(ds, tmp_path / "x.zarr")
+    time.sleep(0.6)
+    assert list(tmp_path.iterdir()) == []

@@ -369,6 +369,9 @@ def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
         swap_into_place(tmp, target)
+    except BaseException:
+        settle_zarr_writes()  # else zarr's other writes may recreate files in tmp after rmtree
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
