@@ -396,6 +396,6 @@ def open_block(path: str | os.PathLike[str]) -> xr.Dataset:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            return xr.open_zarr(store, consolidated=True).load()
+            return xr.open_zarr(store, consolidated=True, chunks=None).load()
     finally:
         store.close()
