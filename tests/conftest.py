@@ -21,7 +21,7 @@ import pytest
 #: interface (no ``worker_dashboard_address="127.0.0.1:0"``): their listeners are reported in
 #: the summary instead of failing, until the module passes the loopback address. Remove an
 #: entry once fixed; add none.
-PENDING_LOOPBACK_FIX = frozenset({"test_channel_experiment.py", "test_escape_experiment.py"})
+PENDING_LOOPBACK_FIX: frozenset[str] = frozenset()
 
 _EXPOSED: list[str] = []  # refused listeners not yet reported by a test
 _TOLERATED: dict[str, set[str]] = {}  # module -> addresses (PENDING_LOOPBACK_FIX)
@@ -88,3 +88,17 @@ def pytest_terminal_summary(terminalreporter):
             f"loopback: {module} listened on {', '.join(sorted(hosts))} (tolerated until it "
             "passes a loopback worker_dashboard_address; see tests/conftest.py)"
         )
+
+
+#: test files started first: the longest (the tiny workflow run and the incremental test, about
+#: two minutes on one worker); with ``--dist loadfile`` a file runs on one worker, so the other
+#: worker takes every other file meanwhile instead of waiting for this one at the end
+FIRST = ("tests/workflow/test_workflow.py",)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run :data:`FIRST` files first (the same order on every xdist worker)."""
+    first = [i for i in items if i.nodeid.startswith(FIRST)]
+    if first:
+        ids = {id(i) for i in first}
+        items[:] = first + [i for i in items if id(i) not in ids]

@@ -31,7 +31,8 @@ def computed(tmp_path_factory):
     """SECTION planned and computed by run_plan (one block of every geometry), aggregated."""
     tmp = tmp_path_factory.mktemp("channel")
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
+                      dashboard_address="127.0.0.1:0",
+                      worker_dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
         p = run_section("channel", SECTION, tmp, cluster.scheduler_address)
     assert len(p.blocks) == 1 and p.counts()["pending"] == len(GEOMETRIES)
     block = open_block(tmp / "blocks" / "channel" / f"{p.blocks[0].name}.zarr.zip")

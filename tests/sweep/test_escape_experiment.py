@@ -33,7 +33,8 @@ def _compute(section, client, **where):
 @pytest.fixture(scope="module")
 def address():
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
+                      dashboard_address="127.0.0.1:0",
+                      worker_dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
         yield cluster.scheduler_address
 
 
