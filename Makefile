@@ -31,6 +31,13 @@ run: $(RUN_STAMP)
 demo: $(RUN_STAMP)
 	$(BIN)/python -m sweeplab.demo
 
+# The tests run two pytest workers (and their Snakemake and Dask children) on this project's
+# 2-core machines: one BLAS/OpenMP thread per process, or the workers' multithreaded BLAS calls
+# oversubscribe the cores (one exact-model test took 90 s instead of 4 s).
+test test-slow test-slurm: export OMP_NUM_THREADS = 1
+test test-slow test-slurm: export OPENBLAS_NUM_THREADS = 1
+test test-slow test-slurm: export MKL_NUM_THREADS = 1
+
 ## test: the fast default suite on 2 workers (pytest-xdist; each test file stays on one worker,
 ## so a file's module and session fixtures are built once)
 test: $(STAMP)
