@@ -39,8 +39,13 @@ def test_bad_config_stops_before_any_job(tmp_path):
         write_config(wd, **override)
         proc = snakemake(wd, "-n", check=False)
         assert proc.returncode != 0
-        assert needle in proc.stdout + proc.stderr, (override, proc.stderr[-2000:])
+        out = proc.stdout + proc.stderr
+        assert needle in out, (override, proc.stderr[-2000:])
         assert not (wd / "results").exists()
+        # one line naming the key and the value (not jsonschema's report through validate())
+        assert "Failed validating" not in out and "On instance" not in out, out[-2000:]
+        (line,) = [x for x in out.splitlines() if needle in x]
+        assert "invalid config:" in line, line
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
