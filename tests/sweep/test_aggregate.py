@@ -144,6 +144,20 @@ def test_appending_resizes_in_place_writes_new_cells_and_leaves_the_old_store(
     assert (r.mode, r.blocks_read, r.blocks_reused, r.cells_written) == ("extend", 8, 24, 1)
     assert_matches(out, blocks.values())
     assert {f: f.read_bytes() for f in before} == before
+    # its consolidated metadata is what zarr gathers from the arrays' own documents
+    import warnings
+
+    import zarr
+
+    again = tmp_path / "again.zarr"
+    shutil.copytree(out, again)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(again, zarr_format=3)
+    meta = [
+        json.loads((d / "zarr.json").read_text())["consolidated_metadata"] for d in (out, again)
+    ]
+    assert meta[0] == meta[1]
     # and the extended store equals a full rebuild (values, coordinates, attributes)
     full = tmp_path / "full.zarr"
     aggregate("sharpness", wider, blocks_dir, full, full=True)

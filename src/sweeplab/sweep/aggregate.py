@@ -62,6 +62,7 @@ from .store import (
     MANIFEST,
     recover_aside,
     remove_stale_temporaries,
+    settle_zarr_writes,
     swap_into_place,
     temporary_name,
 )
@@ -747,7 +748,8 @@ def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
         _write_json(tmp / MANIFEST, manifest)
         swap_into_place(tmp, out)
     finally:
-        if tmp.exists():
+        if tmp.exists():  # a failed write: zarr may still be writing chunks into it
+            settle_zarr_writes()
             shutil.rmtree(tmp, ignore_errors=True)
     return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
@@ -787,21 +789,22 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
             ]
         )  # resize updates each array's metadata in place: ``arrays`` stay valid
         cells = _patch(state, group, dirty, tmp)
-        root = tmp / "zarr.json"
-        text = root.read_bytes()
-        root.unlink()  # a new file for the root too, then its consolidated metadata renewed
-        root.write_bytes(text)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            warnings.filterwarnings("ignore", message="Object at", category=UserWarning)
-            zarr.consolidate_metadata(tmp, zarr_format=3)
+        # the root's consolidated metadata: the changed arrays' own documents, just written
+        # (what zarr.consolidate_metadata would gather, without listing the whole store)
+        root = json.loads((tmp / "zarr.json").read_text())
+        members = root["consolidated_metadata"]["metadata"]
+        for name in [*layout.vars, *grown]:
+            members[name] = json.loads((tmp / name / "zarr.json").read_text())
         if attrs:
-            _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
+            root["attributes"] = {**root.get("attributes", {}), **attrs,
+                                  "experiment": state.exp.name}  # fmt: skip
+        _write_json(tmp / "zarr.json", root)  # a new file: the old store keeps its own
         (tmp / MANIFEST).unlink()
         _write_json(tmp / MANIFEST, manifest)
         swap_into_place(tmp, out)
     finally:
-        if tmp.exists():
+        if tmp.exists():  # a failed write: zarr may still be writing chunks into it
+            settle_zarr_writes()
             shutil.rmtree(tmp, ignore_errors=True)
     return AggregateReport("extend", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
@@ -857,6 +860,7 @@ def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str,
         _write_json(tmp / MANIFEST, manifest)
         swap_into_place(tmp, out)
     finally:
-        if tmp.exists():
+        if tmp.exists():  # a failed write: zarr may still be writing chunks into it
+            settle_zarr_writes()
             shutil.rmtree(tmp, ignore_errors=True)
     return AggregateReport("rebuild", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
