@@ -8,7 +8,11 @@ of them (failed points, non-finite values) for the edge cases.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib as mpl
@@ -53,12 +57,39 @@ def build(experiment: str, section: dict, root: Path) -> Path:
     return store
 
 
+def shared(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], dict[str, str]]
+           ) -> dict[str, str]:  # fmt: skip
+    """Build ``name`` once per test run, shared by every pytest-xdist worker of the run.
+
+    ``make(root)`` writes into a directory of the run's common temporary directory and
+    returns JSON (paths as text); a lock file makes the other workers wait for it and reuse
+    it (with ``--dist loadfile`` the figure test files land on both workers, and a session
+    fixture is per worker). Tests must not change what it built: copy it first.
+    """
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-<n>/, the parent of every worker's popen-gw<i>/
+    root = base / f"shared-{name}"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / "built.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        root.mkdir(parents=True, exist_ok=True)
+        result = make(root)
+        done.write_text(json.dumps(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def tiny_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Experiment -> aggregated store of the tiny sweep (built once per session)."""
-    root = tmp_path_factory.mktemp("tiny")
+    """Experiment -> aggregated store of the tiny sweep (built once per test run)."""
     config = tiny_config()
-    return {name: build(name, config[name], root) for name in config["experiments"]}
+
+    def make(root: Path) -> dict[str, str]:
+        return {name: str(build(name, config[name], root)) for name in config["experiments"]}
+
+    return {k: Path(v) for k, v in shared(tmp_path_factory, "tiny", make).items()}
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +102,8 @@ def tiny(tiny_stores: dict[str, Path]) -> dict[str, xr.Dataset]:
 def escape_stayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Store of a tiny escape sweep with every ``c`` below 1: every run stays in the ball."""
     section = {**tiny_config()["escape"], "c": [0.5, 0.9]}
-    return build("escape", section, tmp_path_factory.mktemp("stayed"))
+    made = shared(tmp_path_factory, "stayed", lambda r: {"s": str(build("escape", section, r))})
+    return Path(made["s"])
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +115,8 @@ def channel_empty(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     section = {**tiny_config()["channel"], "n_molecules": 200, "batch_size": 200,
                "t_end": 0.005, "bin_width": 0.001, "symbol_time": [0.001]}  # fmt: skip
-    return build("channel", section, tmp_path_factory.mktemp("empty"))
+    made = shared(tmp_path_factory, "empty", lambda r: {"s": str(build("channel", section, r))})
+    return Path(made["s"])
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +130,8 @@ def channel_rich(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
     }
     section = {**tiny_config()["channel"], "geometry": geometry, "dt": [1e-3, 2e-3],
                "correction": ["bridge", "none"], "n_molecules": 500, "batch_size": 500}  # fmt: skip
-    return open_dataset(build("channel", section, tmp_path_factory.mktemp("rich"))).load()
+    made = shared(tmp_path_factory, "rich", lambda r: {"s": str(build("channel", section, r))})
+    return open_dataset(made["s"]).load()
 
 
 @pytest.fixture(autouse=True)
