@@ -39,9 +39,11 @@ test test-slow test-slurm: export OPENBLAS_NUM_THREADS = 1
 test test-slow test-slurm: export MKL_NUM_THREADS = 1
 
 ## test: the fast default suite on 2 workers (pytest-xdist; each test file stays on one worker,
-## so a file's module and session fixtures are built once)
+## so a file's module and session fixtures are built once). Files are handed out in collection
+## order, which tests/conftest.py starts with the longest file (xdist would otherwise order
+## them by their number of tests and leave the two-minute workflow file, 5 tests, for last)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 ## test-slow: the larger tier behind the `slow` marker
 test-slow: $(STAMP)

@@ -91,8 +91,9 @@ def pytest_terminal_summary(terminalreporter):
 
 
 #: test files started first: the longest (the tiny workflow run and the incremental test, about
-#: two minutes on one worker); with ``--dist loadfile`` a file runs on one worker, so the other
-#: worker takes every other file meanwhile instead of waiting for this one at the end
+#: two minutes on one worker); with ``--dist loadfile --no-loadscope-reorder`` (``make test``) a
+#: file runs on one worker, so the other worker takes every other file meanwhile instead of
+#: waiting for this one at the end
 FIRST = ("tests/workflow/test_workflow.py",)
 
 
