@@ -25,6 +25,7 @@ Memory is bounded by one cell of every variable plus one block, whatever the num
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -730,27 +731,38 @@ def _chunk_files(store: Path, layout: Layout, cell: Sequence[int]) -> list[Path]
     ]
 
 
-def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
-            attrs: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
-    # Copy-on-write: a hard-linked copy of the store, whose touched chunk files are replaced
-    # (unlinked, then written anew), swapped in at the end; the old store is never modified.
-    n = len(manifest["blocks"])
+@contextlib.contextmanager
+def _copy_on_write(out: Path) -> Iterator[tuple[Path, zarr.Group]]:
+    """Yield a hard-linked copy of the store ``out`` (path, opened group), swapped in at the end.
+
+    No data is copied; a file to change must be replaced (unlinked, then written anew), so the
+    old store's files are never modified. The copy replaces ``out`` when the block ends without
+    error; otherwise it is removed, once zarr's pending writes into it have ended.
+    """
     tmp = temporary_name(out)
     try:
         _link_tree(out, tmp)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
-        cells = _patch(state, group, dirty, tmp)
-        if attrs:
-            _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
-        (tmp / MANIFEST).unlink()
-        _write_json(tmp / MANIFEST, manifest)
+        yield tmp, group
         swap_into_place(tmp, out)
     finally:
         if tmp.exists():  # a failed write: zarr may still be writing chunks into it
             settle_zarr_writes()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
+            attrs: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
+    # Copy-on-write: touched chunk files are replaced; the old store is never modified.
+    n = len(manifest["blocks"])
+    with _copy_on_write(out) as (tmp, group):
+        cells = _patch(state, group, dirty, tmp)
+        if attrs:
+            _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
+        (tmp / MANIFEST).unlink()
+        _write_json(tmp / MANIFEST, manifest)
     return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
@@ -765,12 +777,7 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
     """
     layout = state.layout
     n = len(manifest["blocks"])
-    tmp = temporary_name(out)
-    try:
-        _link_tree(out, tmp)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
+    with _copy_on_write(out) as (tmp, group):
         arrays = _arrays(group)
         grown = [d for d, c in layout.coords.items() if arrays[d].shape != c.shape]
         for name in layout.vars:
@@ -801,11 +808,6 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
         _write_json(tmp / "zarr.json", root)  # a new file: the old store keeps its own
         (tmp / MANIFEST).unlink()
         _write_json(tmp / MANIFEST, manifest)
-        swap_into_place(tmp, out)
-    finally:
-        if tmp.exists():  # a failed write: zarr may still be writing chunks into it
-            settle_zarr_writes()
-            shutil.rmtree(tmp, ignore_errors=True)
     return AggregateReport("extend", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
