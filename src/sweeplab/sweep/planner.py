@@ -104,9 +104,7 @@ class Plan:
 
         What ``point_cost`` and ``point_memory`` see, as in a block job.
         """
-        exp = self.experiment
-        entries = {a.key: self.section[a.key] for a in exp.axes if a.kind == "mapping"}
-        return {**self.settings, **entries}
+        return {**self.settings, **self.experiment.entries(self.section)}
 
     @cached_property
     def holder_blocks(self) -> list[str]:

@@ -109,7 +109,7 @@ def run_plan(
 
     with dask_client(threads, dask) as client:
         block = compute_block(exp, points, section, client)
-    entries = {a.key: section[a.key] for a in exp.axes if a.kind == "mapping"}
+    entries = exp.entries(section)
     block.attrs.update(
         {
             "experiment": exp.name,

@@ -268,6 +268,14 @@ class Experiment:
         """Return what every point depends on besides its parameters: the section minus axes."""
         return {k: v for k, v in section.items() if k not in self.grid_keys}
 
+    def entries(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the mapping axes' entries of the section (e.g. ``geometry``: name -> spec).
+
+        With :meth:`settings`, what ``point_cost`` and ``point_memory`` are given, as in a
+        block job.
+        """
+        return {a.key: section[a.key] for a in self.axes if a.kind == "mapping"}
+
     def grid_size(self, section: Mapping[str, Any]) -> int:
         """Return the number of points of the section's grid (from the axes' lengths alone)."""
         return math.prod(a.size(section) for a in self.axes)
@@ -359,8 +367,7 @@ class Experiment:
         grids = np.meshgrid(*corners.values(), indexing="ij")
         columns = {n: a.column(g.ravel()) for (n, a), g in
                    zip(self.axis.items(), grids, strict=True)}  # fmt: skip
-        entries = {a.key: section[a.key] for a in self.axes if a.kind == "mapping"}
-        need, how = self.point_memory(columns, {**self.settings(section), **entries})
+        need, how = self.point_memory(columns, {**self.settings(section), **self.entries(section)})
         i = int(np.argmax(need))
         if need[i] > limit:
             where = " ".join(f"{k}={v[i]}" for k, v in columns.items())
