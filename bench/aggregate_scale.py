@@ -11,7 +11,10 @@ formats:
   keys), aggregated by key by ``sweeplab.sweep.aggregate``.
 
 Every measurement runs in a fresh subprocess (peak RSS is that process's own ``ru_maxrss``;
-times exclude interpreter start-up and imports). Reported:
+times exclude interpreter start-up and imports). A new-format aggregate runs as the workflow's
+aggregate job does: after the plan of the same grid (``snakemake`` enumerates the grid's keys
+before it starts any job and leaves them in ``<blocks>/.grid.npz``, which the aggregate reads);
+that enumeration is done before the clock starts, for the rebuilds as for the updates. Reported:
 
 1. full aggregate of N blocks, old vs new (ratio);
 2. one block changed in an aggregated N-block sweep (in-place update) vs a new full rebuild;
@@ -126,6 +129,11 @@ def child(task: dict) -> dict:
     from sweeplab.sweep import aggregate
 
     root = Path(task["root"])
+    if task["kind"] != "old":  # the plan's enumeration, as in the workflow (see the docstring)
+        from sweeplab.sweep.experiments import REGISTRY
+        from sweeplab.sweep.identity import grid_points
+
+        grid_points(REGISTRY["sharpness"], section(task["n"]), cache_dir=root / "new")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if task["kind"] == "old":

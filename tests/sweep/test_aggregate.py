@@ -118,6 +118,40 @@ def test_full_then_incremental_add_change_remove(tmp_path, blocks_dir):
     assert len(manifest["blocks"]) == 8 and manifest["n_failed"] == 0
 
 
+def test_aggregate_reads_the_plans_grid_keys_and_never_writes_them(
+    tmp_path, blocks_dir, monkeypatch
+):
+    """The aggregate job reuses the keys the plan enumerated (``.grid.npz`` in the blocks
+    directory) instead of enumerating the grid again; it writes no cache itself, and a cache
+    whose length does not fit the grid is ignored."""
+    from sweeplab.sweep import identity
+
+    section = sharp_section()
+    blocks = write_blocks(blocks_dir, section)
+    cache = blocks_dir / identity.GRID_CACHE
+    aggregate("sharpness", section, blocks_dir, tmp_path / "a.zarr")
+    assert not cache.exists()
+    identity.grid_points(REGISTRY["sharpness"], section, cache_dir=blocks_dir)  # the plan
+    assert cache.exists()
+    enumerate_ = identity._enumerate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the grid was enumerated again")
+
+    monkeypatch.setattr(identity, "_enumerate", refuse)
+    aggregate("sharpness", section, blocks_dir, tmp_path / "b.zarr")
+    assert_matches(tmp_path / "b.zarr", blocks.values())
+    # a damaged cache (one key short, same definition) is enumerated again, not trusted
+    with np.load(cache) as z:
+        definition, keys = z["definition"], z["keys"]
+    np.savez(cache, definition=definition, keys=keys[:-1])
+    with pytest.raises(AssertionError, match="enumerated again"):
+        aggregate("sharpness", section, blocks_dir, tmp_path / "c.zarr")
+    monkeypatch.setattr(identity, "_enumerate", enumerate_)
+    aggregate("sharpness", section, blocks_dir, tmp_path / "c.zarr")
+    assert_matches(tmp_path / "c.zarr", blocks.values())
+
+
 def test_appending_resizes_in_place_writes_new_cells_and_leaves_the_old_store(
     tmp_path, blocks_dir, monkeypatch
 ):

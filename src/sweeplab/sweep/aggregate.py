@@ -445,7 +445,9 @@ def aggregate(
     out = Path(out)
     t0 = time.perf_counter()
     ledger = Ledger.load(blocks_dir, experiment)
-    grid = grid_points(exp, section)  # no cache written: a refused aggregate writes nothing
+    # the keys the plan enumerated (its cache in the blocks directory) when the grid is the
+    # same; no cache is written here: a refused aggregate writes nothing
+    grid = grid_points(exp, section, cache_dir=blocks_dir, write_cache=False)
     if not len(grid.keys):
         raise ValueError(f"{experiment}: the config asks for no points")
     record, status, n_ok = ledger.lookup(grid.keys)
@@ -472,13 +474,14 @@ def aggregate(
             layout, old_lengths = kept, {d: len(k) for d, k in manifest["coords"].items()}
     state = _State(exp, layout, grid, ledger, ledger.block[record], status)
     clean = np.zeros(len(ledger.names), dtype=bool)
+    stats = ledger.stats.tolist()
     if same_points:
         known = manifest["blocks"]
         for i, name in enumerate(ledger.names):
-            clean[i] = known.get(name) == [int(x) for x in ledger.stats[i]]
+            clean[i] = known.get(name) == stats[i]
     _check_conflicts(state, n_ok, clean)
     holders = np.unique(state.holder)
-    entries = {ledger.names[i]: [int(x) for x in ledger.stats[i]] for i in holders}
+    entries = {ledger.names[i]: stats[i] for i in holders.tolist()}
     n_failed = int(np.count_nonzero(status == 1))
     new_manifest = {
         "format": MANIFEST_FORMAT, "experiment": exp.name, "layout": layout.fingerprint,

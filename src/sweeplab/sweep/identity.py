@@ -17,6 +17,7 @@ block files and messages.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -157,14 +158,15 @@ GRID_CACHE = ".grid.npz"
 
 
 def grid_points(exp: Experiment, section: Mapping[str, Any],
-                cache_dir: str | os.PathLike[str] | None = None) -> GridPoints:  # fmt: skip
+                cache_dir: str | os.PathLike[str] | None = None, *,
+                write_cache: bool = True) -> GridPoints:  # fmt: skip
     """Enumerate the keys of every point of ``section``'s grid (about 1 us per point).
 
     The hash of the shared prefix and of every leading combination of axis values is computed
     once and copied, so a point costs one ``copy``/``update``/``digest``. With ``cache_dir``,
     the keys of the last grid enumerated there are kept in ``<cache_dir>/.grid.npz`` (16 bytes
     a point) and reused while the grid's definition (version, settings, axis values) is the
-    same.
+    same; ``write_cache=False`` reads that cache but never writes it.
     """
     coords = {a.name: a.coords(section) for a in exp.axes}
     texts = [[t.encode() for t in a.texts(coords[a.name], section)] for a in exp.axes]
@@ -175,10 +177,10 @@ def grid_points(exp: Experiment, section: Mapping[str, Any],
     cache = Path(cache_dir) / GRID_CACHE if cache_dir is not None else None
     if cache is not None:
         keys = _read_grid_cache(cache, definition)
-        if keys is not None:
+        if keys is not None and len(keys) == math.prod(len(c) for c in coords.values()):
             return GridPoints(exp, coords, keys)
     keys = _enumerate(exp, section, texts)
-    if cache is not None:
+    if cache is not None and write_cache:
         _write_grid_cache(cache, definition, keys)
     return GridPoints(exp, coords, keys)
 

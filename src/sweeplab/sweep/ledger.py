@@ -91,8 +91,9 @@ class Ledger:
         cached = cls._read_cache(d, experiment)
         keep: dict[str, int] = {}
         if cached is not None:
-            for i, name in enumerate(cached.names):
-                if files.get(name) == tuple(int(x) for x in cached.stats[i]):
+            for i, (name, stat) in enumerate(zip(cached.names, cached.stats.tolist(),
+                                                 strict=True)):  # fmt: skip
+                if files.get(name) == tuple(stat):
                     keep[name] = i
         parts = []
         if cached is not None and keep:
