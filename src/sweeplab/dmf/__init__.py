@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from .balance import (
+        Balance,
+        balance,
+        gfs_sharpness,
+        gradient_flow_limit,
+        hessian_trace,
+        mode_thresholds,
+    )
     from .derivatives import gradient, hvp, loss
+    from .descend import DESCEND_OUTCOMES, DescendResult, descend
     from .escape import EscapeResult, escape, escape_batch, null_direction, predicted_escape_step
     from .minimizers import (
         balanced_minimizer,
@@ -44,9 +53,14 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
+    "Balance": "balance",
+    "balance": "balance",
     "balanced_minimizer": "minimizers",
     "default_checkpoints": "records",
     "dense_hessian": "numerical",
+    "descend": "descend",
+    "DESCEND_OUTCOMES": "descend",
+    "DescendResult": "descend",
     "escape": "escape",
     "escape_batch": "escape",
     "EscapeResult": "escape",
@@ -54,13 +68,17 @@ _WHERE = {
     "flattest_sharpness": "sharpness",
     "gauge_minimizer": "minimizers",
     "gaussian_minimizer": "minimizers",
+    "gfs_sharpness": "balance",
     "gradient": "derivatives",
+    "gradient_flow_limit": "balance",
     "haar_orthogonal": "minimizers",
     "hessian_eigenvalues": "sharpness",
+    "hessian_trace": "balance",
     "hvp": "derivatives",
     "kronecker_matrix": "sharpness",
     "left_products": "products",
     "loss": "derivatives",
+    "mode_thresholds": "balance",
     "null_direction": "escape",
     "OUTCOMES": "records",
     "predicted_escape_step": "escape",
@@ -77,26 +95,35 @@ _WHERE = {
 }
 
 __all__ = [
+    "DESCEND_OUTCOMES",
     "OUTCOMES",
     "SHARPNESS_METHODS",
     "WINDOW",
+    "Balance",
+    "DescendResult",
     "EscapeResult",
+    "balance",
     "balanced_minimizer",
     "default_checkpoints",
     "dense_hessian",
+    "descend",
     "escape",
     "escape_batch",
     "flatten",
     "flattest_sharpness",
     "gauge_minimizer",
     "gaussian_minimizer",
+    "gfs_sharpness",
     "gradient",
+    "gradient_flow_limit",
     "haar_orthogonal",
     "hessian_eigenvalues",
+    "hessian_trace",
     "hvp",
     "kronecker_matrix",
     "left_products",
     "loss",
+    "mode_thresholds",
     "null_direction",
     "predicted_escape_step",
     "right_products",
