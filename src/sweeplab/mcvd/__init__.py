@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from .exact import exact_absorbed_fraction, exact_hitting_rate, laplace_hitting
     from .geometry import Geometry
     from .limits import MIN_GAP_RATIO, check_exact_gap, exact_window_cost
+    from .link import (
+        LINK_METHODS,
+        ber,
+        ber_stderr,
+        link_taps,
+        max_rate,
+        optimal_threshold,
+    )
     from .metrics import Estimate, isi_taps, peak, rate_nrmse, received_fraction, relative_error
     from .simulator import (
         CORRECTIONS,
@@ -47,6 +55,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "absorbed_fraction": "analytic",
     "ALL_MODELS": "analytic",
+    "ber": "link",
+    "ber_stderr": "link",
     "binned_hitting_rate": "simulator",
     "check_exact_gap": "limits",
     "combine": "simulator",
@@ -62,8 +72,12 @@ _WHERE = {
     "image_charges": "analytic",
     "isi_taps": "metrics",
     "laplace_hitting": "exact",
+    "link_taps": "link",
+    "LINK_METHODS": "link",
+    "max_rate": "link",
     "MIN_GAP_RATIO": "limits",
     "MODELS": "analytic",
+    "optimal_threshold": "link",
     "peak": "metrics",
     "plan_batches": "simulator",
     "rate_nrmse": "metrics",
@@ -83,6 +97,7 @@ _WHERE = {
 __all__ = [
     "ALL_MODELS",
     "CORRECTIONS",
+    "LINK_METHODS",
     "MIN_GAP_RATIO",
     "MODELS",
     "TAU_MAX",
@@ -91,6 +106,8 @@ __all__ = [
     "SimulationResult",
     "ValidityWarning",
     "absorbed_fraction",
+    "ber",
+    "ber_stderr",
     "binned_hitting_rate",
     "check_exact_gap",
     "combine",
@@ -103,6 +120,9 @@ __all__ = [
     "image_charges",
     "isi_taps",
     "laplace_hitting",
+    "link_taps",
+    "max_rate",
+    "optimal_threshold",
     "peak",
     "plan_batches",
     "rate_nrmse",
