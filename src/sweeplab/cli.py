@@ -24,7 +24,8 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("distributed", "tornado", "asyncio", "numba", "matplotlib"):
+    # fontTools logs every glyph subset of a PDF at INFO (dozens of lines a figure)
+    for noisy in ("distributed", "tornado", "asyncio", "numba", "matplotlib", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -167,10 +168,11 @@ def aggregate(experiment: str, settings: str, blocks_dir: Path, out: Path, full:
     type=click.Path(exists=True, path_type=Path),
     help="Aggregated store(s) to draw from (default: results/<experiment>.zarr).",
 )
-@click.option("--out", default="results/figures", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
+@click.option("--out", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of the files [default: results/figures/<experiment>, as the "
+                   "workflow writes them].")  # fmt: skip
 @click.argument("names", nargs=-1)
-def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> None:
+def figures(datasets: tuple[Path, ...], out: Path | None, names: tuple[str, ...]) -> None:
     """Draw figures NAMES as PNG, SVG and PDF from aggregated stores.
 
     Default: the figures of the --dataset stores' experiments, else every figure. The files
@@ -199,20 +201,23 @@ def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> No
                 f"with figures: {', '.join(sorted({e for e, _ in FIGURES.values()}))}"
             )
 
-    if out.parent.is_dir():
-        remove_stale_temporaries(out)
-    tmp = temporary_name(out)
+    base = out if out is not None else Path("results") / "figures"
+    if base.parent.is_dir():
+        remove_stale_temporaries(base)
+    tmp = temporary_name(base)
+    dest = base
     try:
         drawn = draw_all(list(datasets), tmp, names or None)
-        out.mkdir(parents=True, exist_ok=True)
         paths = []
         for path in drawn:
-            os.replace(path, out / path.name)
-            paths.append(out / path.name)
+            dest = out if out is not None else base / FIGURES[path.stem][0]
+            dest.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest / path.name)
+            paths.append(dest / path.name)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(" ".join(str(exc).split())) from None
     except OSError as exc:
-        raise _os_error(exc, f"cannot write the figures in {out}") from None
+        raise _os_error(exc, f"cannot write the figures in {dest}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for path in paths:
@@ -221,11 +226,10 @@ def figures(datasets: tuple[Path, ...], out: Path, names: tuple[str, ...]) -> No
 
 def _dataset_experiment(path: Path) -> str:
     """Return the ``experiment`` attribute of the aggregated store at ``path``."""
-    from sweeplab.sweep.store import open_dataset
+    import zarr  # the root attributes only: xarray would import dask (~1.5 s) to open it
 
     try:
-        with open_dataset(path) as ds:
-            experiment = ds.attrs.get("experiment")
+        experiment = zarr.open_group(path, mode="r").attrs.get("experiment")
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise click.ClickException(f"{path} is not a readable zarr store ({reason})") from None

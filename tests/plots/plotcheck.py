@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import matplotlib as mpl
@@ -14,6 +15,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from PIL import Image
 
 from sweeplab.plots import FIGURES, style
 
@@ -135,3 +137,18 @@ def fail_everything(ds: xr.Dataset) -> xr.Dataset:
     if "outcome" in failed:
         failed["outcome"][...] = -1
     return failed
+
+
+def check_figure_files(directory, name):
+    """PNG (>= 200 dpi, the figure's size), SVG and PDF of figure ``name`` in ``directory``."""
+    with Image.open(directory / f"{name}.png") as png:
+        dpi = png.info["dpi"]
+        pixels = png.size
+    assert round(min(dpi)) >= 200  # PNG stores pixels per metre: 200 dpi reads 199.9996
+    svg = ET.parse(directory / f"{name}.svg").getroot()
+    assert svg.tag.endswith("svg")
+    # the figure's size, in points (1/72 in), as the SVG records it
+    inches = np.array([float(svg.get(k).removesuffix("pt")) / 72 for k in ("width", "height")])
+    expected = inches * min(dpi)
+    assert np.allclose(pixels, expected, atol=2), (name, pixels, expected)
+    assert (directory / f"{name}.pdf").read_bytes().startswith(b"%PDF-")

@@ -289,6 +289,13 @@ def test_figures_of_a_dataset_without_names_draws_its_experiments_figures(
     assert drawn == wanted
     assert sorted(p.stem for p in (tmp_path / "figs").iterdir()) == sorted(wanted * 3)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # without --out: results/figures/<experiment>/, where the workflow puts them
+    result = invoke("figures", "--dataset", store)
+    assert result.exit_code == 0, result.output
+    where = tmp_path / "results" / "figures"
+    assert sorted(p.relative_to(where).as_posix() for p in where.rglob("*")) == sorted(
+        ["sharpness"] + [f"sharpness/{n}.{ext}" for n in wanted for ext in ("png", "svg", "pdf")]
+    )
 
 
 def test_write_atomic_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):

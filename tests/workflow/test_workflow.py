@@ -6,6 +6,7 @@ import os
 import subprocess
 import threading
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,16 +77,31 @@ def test_datasets_hold_the_grid_and_match_direct_calls(tiny_run):
         for name, var in ds.data_vars.items():
             assert var.attrs.get("units") and var.attrs.get("long_name"), name
         assert {"sweeplab_version", "git_revision", "config", "command"} <= set(ds.attrs)
-    n_figures = len(FIGURES)  # every registered figure (the tiny config selects every experiment)
-    assert len(list((res / "figures").glob("*.png"))) == n_figures
-    assert len(list((res / "figures").glob("*.svg"))) == n_figures
-    assert len(list((res / "figures").glob("*.pdf"))) == n_figures
+    # every registered figure (the tiny config selects every experiment), in its experiment's
+    # directory, as PNG, SVG and PDF
+    drawn = {p.relative_to(res / "figures") for p in (res / "figures").glob("*/[!.]*")}
+    assert drawn == {
+        Path(experiment) / f"{name}.{ext}"
+        for name, (experiment, _) in FIGURES.items()
+        for ext in ("png", "svg", "pdf")
+    }
     for name in ("exact", "image_chain", "first_order"):  # the channel models, every Ts
         assert ch[f"received_{name}"].notnull().all(), name
     assert ch.isi_sim.sizes["tap"] == 5 and ch.Ts.values.tolist() == [0.1]
     np.testing.assert_allclose(
         got.values, ch.fraction_exact.sel(geometry="paper").squeeze().values, atol=0.05
     )
+
+
+def test_every_figure_is_png_at_200_dpi_svg_and_pdf(tiny_run):
+    """The workflow's figures, each checked as tests/plots checks draw_all's."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plots"))
+    from plotcheck import check_figure_files
+
+    for name, (experiment, _) in FIGURES.items():
+        check_figure_files(tiny_run / "results" / "figures" / experiment, name)
 
 
 def test_info_and_export_share_over_http(tiny_run, tmp_path):
@@ -147,8 +163,9 @@ def test_report_holds_every_figure_with_its_caption(tiny_run):
     report = tiny_run / "report.html"
     snakemake(tiny_run, "--report", str(report))
     text = report.read_text()
-    # the report embeds one JSON record per file: "results/figures/<name>.png": {..."caption": ...}
-    records = dict(re.findall(r'"results/figures/(\w+)\.png": \{"name": .*?"caption": '
+    # the report embeds one JSON record per file:
+    # "results/figures/<experiment>/<name>.png": {..."caption": ...}
+    records = dict(re.findall(r'"results/figures/\w+/(\w+)\.png": \{"name": .*?"caption": '
                               r'("(?:[^"\\]|\\.)*")', text))  # fmt: skip
     expected = {fig.name: fig.caption for exp in REGISTRY.values() for fig in exp.figures}
     assert sorted(records) == sorted(expected)
@@ -161,9 +178,6 @@ def test_report_holds_every_figure_with_its_caption(tiny_run):
         assert shown.startswith(plain(caption)), (name, shown[:200])
         assert f"sweeplab figures {name}" in shown
     assert report.stat().st_size < 5 * 2**20
-
-
-N_ESCAPE_FIGURES = len(REGISTRY["escape"].figures)
 
 
 def _escape_plan(workdir, **section):
@@ -201,7 +215,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
     assert jobs == {
         "escape_block": 1,
         "aggregate": 1,
-        "figures_escape": N_ESCAPE_FIGURES,
+        "figures_escape": 1,
         "default": 1,
     }
     snakemake(run, AGG, env={FAIL_ENV: json.dumps({"c": 1.5})})
@@ -233,7 +247,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
     assert jobs == {
         "escape_block": len(changed.blocks),
         "aggregate": 1,
-        "figures_escape": N_ESCAPE_FIGURES,
+        "figures_escape": 1,
         "default": 1,
     }
     snakemake(run, AGG)
@@ -243,7 +257,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
     # ... and switching it back recomputes nothing: the old blocks are still there
     write_config(run, escape=extended)
     jobs = planned_jobs(snakemake(run, "-n"))
-    assert jobs == {"aggregate": 1, "figures_escape": N_ESCAPE_FIGURES, "default": 1}
+    assert jobs == {"aggregate": 1, "figures_escape": 1, "default": 1}
     snakemake(run, AGG)
     xr.testing.assert_identical(_escape_values(run), reference)
 
@@ -256,7 +270,7 @@ def test_incremental_extend_retry_delete_and_settings(tiny_run, tmp_path):
     assert planned_jobs(snakemake(run, "-n")) == {
         "escape_block": 1,
         "aggregate": 1,
-        "figures_escape": N_ESCAPE_FIGURES,
+        "figures_escape": 1,
         "default": 1,
     }
     # the dry run above is rule all's plan; run it for the block and the aggregate only (the

@@ -26,9 +26,13 @@ rule aggregate:
         " --blocks-dir {params.blocks_dir:q} --out {params.store:q} 2> {log:q}"
 
 
-# One job per figure (PNG, SVG, PDF), so each gets its own report caption: the FigureSpec
-# caption of its experiment module, rendered by report/figure.rst.
+# One job per experiment draws all its figures (PNG, SVG, PDF) into
+# results/figures/<experiment>/: one process start-up and one read of the store, not one per
+# figure. The report registers each PNG of the directory (patterns) with its own caption: the
+# FigureSpec caption of its experiment module, looked up by report/figure.rst.
 for _name, _exp in REGISTRY.items():
+    if not FIGURES[_name]:
+        continue
 
     rule:
         name:
@@ -36,26 +40,21 @@ for _name, _exp in REGISTRY.items():
         input:
             f"{RESULTS}/.aggregated/{_name}",
         output:
-            png=report(
-                f"{RESULTS}/figures/{{figure}}.png",
+            report(
+                directory(f"{RESULTS}/figures/{_name}"),
+                patterns=["{figure}.png"],
                 caption="../report/figure.rst",
                 category="Figures",
                 subcategory=_name,
                 labels={"figure": "{figure}"},
             ),
-            svg=f"{RESULTS}/figures/{{figure}}.svg",
-            pdf=f"{RESULTS}/figures/{{figure}}.pdf",
         log:
-            f"{RESULTS}/logs/figures/{{figure}}.log",
-        wildcard_constraints:
-            figure="|".join(FIGURES[_name]),
+            f"{RESULTS}/logs/figures/{_name}.log",
         localrule: True
         conda:
             "../envs/sweeplab.yaml"
         params:
-            caption=lambda wildcards: CAPTIONS[wildcards.figure],
-            out=lambda wildcards, output: os.path.dirname(output.png),
+            captions={name: CAPTIONS[name] for name in FIGURES[_name]},
             store=f"{RESULTS}/{_name}.zarr",
         shell:
-            "sweeplab figures --dataset {params.store:q} --out {params.out:q} {wildcards.figure}"
-            " > /dev/null 2> {log:q}"
+            "sweeplab figures --dataset {params.store:q} --out {output:q} > /dev/null 2> {log:q}"
