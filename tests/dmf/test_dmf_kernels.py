@@ -450,3 +450,25 @@ def test_paper_escape_grid_width4_matches_stored_numpy_results():
     assert len(key_differ) <= PAPER_KEY_DIFFER, key_differ
     assert all(o in ("edge_of_stability", "unconverged") for *_, o in sharp_differ), sharp_differ
     assert len(sharp_differ) <= PAPER_SHARPNESS_DIFFER, sharp_differ
+
+
+def test_kernel_compiles_once_per_chain_kind_whatever_the_inputs():
+    """One run or several (a broadcast, read-only start), read-only checkpoints or not: the
+    kernel always gets writable C arrays, so numba compiles one version per chain kind (an
+    array's read-only flag is part of its numba type; each version costs about 6 s)."""
+    ws = _minimizer(3, 1, 0)
+    lam = dmf.sharpness(ws)
+    checkpoints = np.array([0, 10, 20])
+    checkpoints.setflags(write=False)
+    for etas in ([1.1 * 2 / lam], [0.9 * 2 / lam, 1.1 * 2 / lam]):
+        for ck in (checkpoints, checkpoints.copy(), None):
+            dmf.escape_batch(ws, etas, max_steps=30, checkpoints=ck, engine="kernel")
+    from numba.core.types import Array
+
+    arrays = [
+        (i, t) for sig in kernels.escape_runs.signatures for i, t in enumerate(sig)
+        if isinstance(t, Array)
+    ]  # fmt: skip
+    assert arrays and all(t.mutable and t.layout == "C" for _, t in arrays), [
+        (i, str(t)) for i, t in arrays if not (t.mutable and t.layout == "C")
+    ]

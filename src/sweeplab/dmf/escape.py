@@ -135,6 +135,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -660,14 +661,14 @@ def _iterate_sharpness(weights: list[Matrix], target: Matrix) -> tuple[str, floa
 
 def _lanczos_square(weights: list[Matrix], target: Matrix) -> float:
     """Lanczos ``λ_max(∇²L)`` of a chain of ``d × d`` layers over the compiled HVP."""
-    p = flatten(weights)
-    m = np.ascontiguousarray(target, dtype=np.float64).ravel()
+    p = _kernel_array(flatten(weights))
+    m = _kernel_array(np.ravel(target))
     square = (0,) * weights[0].shape[0]
     n = p.size
 
     def matvec(x: NDArray[np.float64]) -> NDArray[np.float64]:
         out = np.empty(n)
-        kernels.square_hvp(p, m, square, np.ascontiguousarray(np.ravel(x), dtype=np.float64), out)
+        kernels.square_hvp(p, m, square, _kernel_array(np.ravel(x)), out)
         if not np.all(np.isfinite(out)):
             raise Float64OverflowError("the Hessian-vector product overflows float64")
         return out
@@ -1222,6 +1223,16 @@ def _empty_outputs(n: int, n_par: int, opts: _Options) -> _Outputs:
     )
 
 
+def _kernel_array(values: ArrayLike, dtype: type = np.float64) -> NDArray[Any]:
+    """``values`` as a writable C-contiguous array of ``dtype`` (copied only if needed).
+
+    Numba compiles one version of a kernel per argument type, and an array's type includes
+    its layout and whether it is read-only: a broadcast view (read-only) here and a copy there
+    compiled :func:`kernels.escape_runs` up to four times per chain kind, about 6 s each.
+    """
+    return np.require(np.asarray(values, dtype=dtype), requirements=("C", "W"))
+
+
 def _run_kernel(
     stack: _Stack,
     etas: NDArray[np.float64],
@@ -1234,25 +1245,23 @@ def _run_kernel(
     n = etas.size
     out = _empty_outputs(n, stack.p_star.shape[1], opts)
     tail = out.tail
-    p0 = np.ascontiguousarray(
-        np.broadcast_to(stack.p_star + opts.radius * stack.v1, (n, stack.p_star.shape[1]))
-    )
+    p0 = np.broadcast_to(stack.p_star + opts.radius * stack.v1, (n, stack.p_star.shape[1]))
     square = not scalar and len(set(dims)) == 1 and dims[0] <= SQUARE_MAX_WIDTH
     steps_total = kernels.escape_runs(
         scalar,
         (0,) * dims[0] if square else (),
-        p0,
-        np.ascontiguousarray(stack.p_star),
-        np.ascontiguousarray(stack.v1),
-        np.ascontiguousarray(stack.vn),
-        np.ascontiguousarray(stack.m.reshape(stack.m.shape[0], -1)),
-        np.asarray(dims, dtype=np.int64),
-        np.ascontiguousarray(etas, dtype=np.float64),
-        stack.tol,
-        opts.escape_radius,
-        opts.divergence_norm,
-        opts.max_steps,
-        opts.checkpoints,
+        _kernel_array(p0),
+        _kernel_array(stack.p_star),
+        _kernel_array(stack.v1),
+        _kernel_array(stack.vn),
+        _kernel_array(stack.m.reshape(stack.m.shape[0], -1)),
+        _kernel_array(dims, np.int64),
+        _kernel_array(etas),
+        _kernel_array(stack.tol),
+        float(opts.escape_radius),
+        float(opts.divergence_norm),
+        int(opts.max_steps),
+        _kernel_array(opts.checkpoints, np.int64),
         tail.t_blocks,
         tail.block,
         tail.t_ring,
