@@ -21,18 +21,35 @@ from sweeplab.sweep.experiments import (
 )
 
 
+BAD_CONFIGS = [
+    ({"escape": {"stepsize": 3}}, "stepsize"),
+    ({"escape": {"max_steps": "many"}}, "many"),
+    (
+        {"channel": {"geometry": {"x": {"tx": [0, 0, 10], "rx": [4, 0, 0], "radius": 5}}}},
+        "channel.geometry.x",
+    ),
+    ({"sharpness": {"depth": []}}, "[]"),
+    ({"sharpness": {"seeds_per_block": 2}}, "seeds_per_block"),
+]
+
+
+@pytest.mark.parametrize(("override", "needle"), BAD_CONFIGS)
+def test_bad_config_is_refused_in_one_line_by_the_snakefiles_checks(tmp_path, override, needle):
+    """The checks the Snakefile runs (schema, then the registry's), in process, every case."""
+    from sweeplab.sweep.configcheck import check_schema
+
+    cfg = yaml.safe_load(write_config(tmp_path, **override).read_text())
+    with pytest.raises(ValueError) as info:
+        check_schema(cfg)
+        validate_config(cfg)
+    text = str(info.value)
+    assert needle in text and "\n" not in text, text
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
-    cases = [
-        ({"escape": {"stepsize": 3}}, "stepsize"),
-        ({"escape": {"max_steps": "many"}}, "many"),
-        (
-            {"channel": {"geometry": {"x": {"tx": [0, 0, 10], "rx": [4, 0, 0], "radius": 5}}}},
-            "channel.geometry.x",
-        ),
-        ({"sharpness": {"depth": []}}, "[]"),
-        ({"sharpness": {"seeds_per_block": 2}}, "seeds_per_block"),
-    ]
-    for i, (override, needle) in enumerate(cases):
+    """Through snakemake: a schema error and a registry (geometry) error; the other cases take
+    the schema's path (previous test)."""
+    for i, (override, needle) in enumerate([BAD_CONFIGS[0], BAD_CONFIGS[2]]):
         wd = tmp_path / f"c{i}"
         wd.mkdir()
         write_config(wd, **override)
