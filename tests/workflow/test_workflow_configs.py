@@ -20,7 +20,6 @@ from sweeplab.sweep.experiments import (
     validate_config,
 )
 
-
 BAD_CONFIGS = [
     ({"escape": {"stepsize": 3}}, "stepsize"),
     ({"escape": {"max_steps": "many"}}, "many"),
