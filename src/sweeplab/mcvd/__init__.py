@@ -39,6 +39,12 @@ if TYPE_CHECKING:
         optimal_threshold,
     )
     from .metrics import Estimate, isi_taps, peak, rate_nrmse, received_fraction, relative_error
+    from .reactive import (
+        absorption_probability,
+        free_space_reactive_fraction,
+        free_space_reactive_rate,
+        free_space_reactive_steady_state,
+    )
     from .simulator import (
         CORRECTIONS,
         SimulationResult,
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "absorbed_fraction": "analytic",
+    "absorption_probability": "reactive",
     "ALL_MODELS": "analytic",
     "ber": "link",
     "ber_stderr": "link",
@@ -67,6 +74,9 @@ _WHERE = {
     "exact_window_cost": "limits",
     "exact_absorbed_fraction": "exact",
     "exact_hitting_rate": "exact",
+    "free_space_reactive_fraction": "reactive",
+    "free_space_reactive_rate": "reactive",
+    "free_space_reactive_steady_state": "reactive",
     "Geometry": "geometry",
     "hitting_rate": "analytic",
     "image_charges": "analytic",
@@ -106,6 +116,7 @@ __all__ = [
     "SimulationResult",
     "ValidityWarning",
     "absorbed_fraction",
+    "absorption_probability",
     "ber",
     "ber_stderr",
     "binned_hitting_rate",
@@ -116,6 +127,9 @@ __all__ = [
     "exact_absorbed_fraction",
     "exact_hitting_rate",
     "exact_window_cost",
+    "free_space_reactive_fraction",
+    "free_space_reactive_rate",
+    "free_space_reactive_steady_state",
     "hitting_rate",
     "image_charges",
     "isi_taps",

@@ -28,7 +28,13 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 from scipy.special import erfc, erfcinv
 
-from .exact import DEFAULT_TOL, check_times, exact_absorbed_fraction, exact_hitting_rate
+from .exact import (
+    DEFAULT_TOL,
+    check_times,
+    exact_absorbed_fraction,
+    exact_hitting_rate,
+    laplace_hitting,
+)
 from .geometry import Geometry
 from .validation import check_integer, check_number
 
@@ -127,6 +133,11 @@ def _terms(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if model == "exact" or _model(model) not in MODELS:
         raise ValueError(f"model must be one of {MODELS} (closed forms), got {model!r}")
+    if geometry.is_reactive:
+        raise ValueError(
+            f"model {model!r} is not available for finite reactivity "
+            f"({geometry.reactivity:.6g} µm/s); use model='exact'"
+        )
     if order is not None:
         if model != "image-chain":
             raise ValueError(f"order applies to model 'image-chain' only, got model {model!r}")
@@ -386,7 +397,7 @@ def absorbed_fraction(
         times beyond the model's :func:`validity_limit` (with a :class:`ValidityWarning`).
 
     """
-    if _model(model) == "exact" and geometry.wall:
+    if _model(model) == "exact" and (geometry.wall or geometry.is_reactive):
         return exact_absorbed_fraction(geometry, t, tol=DEFAULT_TOL)
     tt = check_times(t)
     late = _outside(geometry, model, order, tt)
@@ -425,7 +436,7 @@ def hitting_rate(
         a :class:`ValidityWarning`).
 
     """
-    if _model(model) == "exact" and geometry.wall:
+    if _model(model) == "exact" and (geometry.wall or geometry.is_reactive):
         return exact_hitting_rate(geometry, t, tol=DEFAULT_TOL)
     tt = check_times(t)
     late = _outside(geometry, model, order, tt)
@@ -536,10 +547,12 @@ def steady_state_fraction(
                 "use model='exact' (F(∞) = 1)"
             )
         return float(sum(c for c, _ in erfc_terms(geometry, model, order=order)))
-    if not geometry.wall:
-        return geometry.radius / geometry.distance
     if geometry.is_slab:
         return 1.0
+    if geometry.is_reactive:  # Collins–Kimball receiver: the exact model at s = 0
+        return float(laplace_hitting(geometry, 0.0).real)
+    if not geometry.wall:
+        return geometry.radius / geometry.distance
     q, s = image_charges(geometry)
     p = np.asarray(geometry.tx)
     return float(np.sum(q / np.linalg.norm(p - s, axis=1)))

@@ -46,6 +46,7 @@ from scipy.special import eval_legendre, roots_legendre
 
 from .geometry import Geometry
 from .limits import MAX_ORDER, MIN_GAP_RATIO, check_exact_gap, exact_order
+from .reactive import free_space_reactive_fraction, free_space_reactive_rate
 from .validation import check_integer, check_number, non_real_reason, real_array, short_repr
 
 __all__ = [
@@ -83,6 +84,7 @@ class _Axis:
     x_tx: float  # TX axial coordinate (µm)
     rho_tx: float  # TX distance from the axis (µm)
     width: float | None  # slab width W (µm), None for a half-space
+    reactivity: float = math.inf  # Collins–Kimball k (µm/s); inf: absorbing (w = 1 on the RX)
 
     @classmethod
     def of(cls, g: Geometry) -> _Axis:
@@ -93,6 +95,7 @@ class _Axis:
             x_tx=g.tx[0],
             rho_tx=math.hypot(g.tx[1] - g.rx[1], g.tx[2] - g.rx[2]),
             width=g.slab_width,
+            reactivity=g.reactivity,
         )
 
     @property
@@ -164,6 +167,53 @@ def _k_ratio(kappa: NDArray[np.complex128], r: NDArray[np.float64], a: float, or
         rh = (2 * m + 1) + z * z / rh
         rha = (2 * m + 1) + za * za / rha
     return out
+
+
+def _log_derivatives(
+    za: NDArray[np.complex128], order: int
+) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+    """``z k_n'(z)/k_n(z)`` and ``z i_n'(z)/i_n(z)`` at ``z = κa`` for ``n < order``: (S, order).
+
+    ``k_n``: ``z k_n'/k_n = n − ρ̂_{n+1}(z)`` with the recurrence of :func:`_k_ratio`
+    (``ρ̂_1 = 1 + z``). ``i_n`` (modified spherical Bessel function of the first kind, the
+    minimal solution of the same recurrence): ``z i_n'/i_n = n + q_n``, ``q_n = z i_{n+1}/i_n``
+    by the stable downward recurrence ``q_{n−1} = z² / (q_n + 2n + 1)`` started ``|z| + 50``
+    orders above ``order`` from the uniform (Debye) estimate
+    ``q_N ≈ z² / (N + 3/2 + sqrt((N + 3/2)² + z²))``. At ``z = 0``: ``−(n + 1)`` and ``n``.
+    """
+    zz = za * za
+    hk = np.empty((za.size, order), dtype=np.complex128)
+    rh = 1.0 + za
+    for m in range(order):
+        hk[:, m] = m - rh
+        rh = (2 * m + 3) + zz / rh
+    top = order + 50 + math.ceil(float(np.max(np.abs(za))) if za.size else 0.0)
+    nu = top + 1.5
+    q = zz / (nu + np.sqrt(nu * nu + zz))
+    gi = np.empty((za.size, order), dtype=np.complex128)
+    for m in range(top, 0, -1):  # q holds q_m; produce q_{m-1}
+        if m < order:
+            gi[:, m] = m + q
+        q = zz / (q + (2 * m + 1))
+    gi[:, 0] = q
+    return hk, gi
+
+
+def _robin(ax: _Axis, kappa: NDArray[np.complex128], order: int):
+    """Row scaling ``β_n`` (S, order) and right-hand side ``γ`` (S,) of the Robin condition.
+
+    With ``A_n`` the RX coefficients and ``(CA)_n`` the images' field projected on ``P_n`` at
+    ``r = a`` (which is ``B_n i_n(κa)`` for the images' regular expansion ``Σ B_n i_n(κr) P_n``),
+    ``D ∂w/∂r = k (w − 1)`` per mode gives ``A_n + β_n (CA)_n = γ δ_n0`` with
+    ``β_n = (D g_n − k a)/(D h_n − k a)``, ``γ = k a/(k a + D(1 + κa))``, ``h_n = z k_n'/k_n``,
+    ``g_n = z i_n'/i_n`` (``z = κa``). ``k → ∞``: ``β_n → 1``, ``γ → 1`` (Dirichlet).
+    """
+    ka = ax.reactivity * ax.a
+    d = ax.d_coef
+    hk, gi = _log_derivatives(kappa * ax.a, order)
+    beta = (d * gi - ka) / (d * hk - ka)
+    gamma = ka / (ka + d * (1.0 + kappa * ax.a))
+    return beta, gamma
 
 
 def _legendre(order: int, c: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -251,9 +301,14 @@ def _solve(ax: _Axis, s: NDArray[np.complex128], order: int, tol: float) -> _Sol
         basis = _legendre(n_m, dx / dist) * (sj[:, None, None] ** m_all[:n_m])  # (j, Q, n_m)
         k = _k_ratio(kappa, dist, a, n_m)  # (S, j, Q, n_m)
         system[:, :n_m, :n_m] += np.matmul(proj, np.einsum("sjqm,jqm->sqm", k, basis))
-    system[:, m_all, m_all] += 1.0
     rhs = np.zeros((s.size, order, 1), dtype=np.complex128)
-    rhs[:, 0, 0] = 1.0
+    if math.isinf(ax.reactivity):
+        rhs[:, 0, 0] = 1.0
+    else:  # Collins–Kimball receiver: scale the image rows, reduce the source (_robin)
+        beta, gamma = _robin(ax, kappa, order)
+        system *= beta[:, :, None]
+        rhs[:, 0, 0] = gamma
+    system[:, m_all, m_all] += 1.0
     coef = np.linalg.solve(system, rhs)[..., 0]  # (S, L)
     return _Solution(
         ax, kappa, coef, np.concatenate([[ax.x_rx], centres]), np.concatenate([[1.0], signs])
@@ -308,9 +363,13 @@ def laplace_hitting(
     if np.any((flat.imag == 0) & (flat.real < 0)) or not np.all(np.isfinite(flat)):
         raise ValueError("s must be finite and off the negative real axis (s = 0 allowed)")
     if not geometry.wall:
-        r0 = geometry.distance
+        r0, a = geometry.distance, geometry.radius
         kap = np.sqrt(flat / geometry.D)
-        return (geometry.radius / r0 * np.exp(-kap * (r0 - geometry.radius))).reshape(sa.shape)
+        w = a / r0 * np.exp(-kap * (r0 - a))
+        if geometry.is_reactive:  # Collins–Kimball: times k a / (k a + D (1 + κ a))
+            ka = geometry.reactivity * a
+            w = w * (ka / (ka + geometry.D * (1.0 + kap * a)))
+        return w.reshape(sa.shape)
     out = np.empty(flat.shape, dtype=np.complex128)
     zero = flat == 0
     if np.any(zero):  # F(∞): 1 in a slab (see steady_state_fraction), harmonic measure otherwise
@@ -513,6 +572,8 @@ def _exact(g: Geometry, t: ArrayLike, tol: float, cumulative: bool) -> NDArray[n
     tt = check_times(t)
     tol = _tol(tol)
     check_exact_gap(g)
+    if not g.wall and g.is_reactive:  # free space, Collins–Kimball receiver: closed form
+        return (free_space_reactive_fraction if cumulative else free_space_reactive_rate)(g, tt)
     out = np.zeros_like(tt)
     pos = (tt > 0) & ~negligible_times(g, tt)  # F, f < 1e-300: 0 without solving
     if not np.any(pos):

@@ -35,6 +35,19 @@ def _positive(name: str, value: float, unit: str) -> float:
     return check_number(value, name, f"finite and > 0 {unit}", minimum=0.0, strict=True)
 
 
+def _reactivity(value: object) -> float:
+    """Collins–Kimball reactivity ``k`` (µm/s): a real number > 0, ``inf`` allowed."""
+    allowed = "a real number > 0 µm/s (math.inf: perfectly absorbing receiver)"
+    reason = non_real_reason(value)
+    if reason is not None or np.ndim(value) != 0:
+        extra = f" ({reason})" if reason is not None else ""
+        raise ValueError(f"reactivity must be {allowed}, got {value!r}{extra}")
+    k = float(value)  # type: ignore[arg-type]
+    if not k > 0.0:  # nan, 0, negative, -inf
+        raise ValueError(f"reactivity must be {allowed}, got {value!r}")
+    return k
+
+
 def _slab_width(value: object, radius: float) -> float | None:
     if value is None:
         return None
@@ -74,6 +87,11 @@ class Geometry:
         ``None`` (default): one plane (half-space) if ``wall``. A number ``W`` (µm): a second
         reflecting plane at ``x = W``, fluid in ``0 <= x <= W`` (slab; needs ``wall=True``). Must be
         finite and ``> 2 * radius``; then ``0 <= x_T <= W`` and ``radius < x_R < W − radius``.
+    reactivity : float
+        Collins–Kimball reactivity ``k`` of the receiver surface (µm/s), ``> 0``:
+        ``D ∂c/∂r = k c`` at ``r = radius``. ``math.inf`` (default) is the perfectly absorbing
+        receiver (``c = 0`` on it); finite ``k`` is supported by the exact model and the
+        simulator (:mod:`sweeplab.mcvd.reactive`), not by the first-order closed forms.
 
     Raises
     ------
@@ -95,6 +113,7 @@ class Geometry:
     D: float
     wall: bool = True
     slab_width: float | None = None
+    reactivity: float = math.inf
 
     def __post_init__(self) -> None:
         tx = _point("tx", self.tx)
@@ -114,6 +133,7 @@ class Geometry:
                 "use slab_width=None for free space"
             )
         object.__setattr__(self, "slab_width", width)
+        object.__setattr__(self, "reactivity", _reactivity(self.reactivity))
         r0 = math.dist(tx, rx)
         if r0 <= radius:
             raise ValueError(
@@ -177,6 +197,11 @@ class Geometry:
     def min_gap(self) -> float:
         """Smallest gap between the RX surface and a reflecting plane (µm); inf in free space."""
         return min(self.gap, self.far_gap)
+
+    @property
+    def is_reactive(self) -> bool:
+        """``True`` for a partially absorbing receiver (finite ``reactivity``)."""
+        return math.isfinite(self.reactivity)
 
     @property
     def is_slab(self) -> bool:
