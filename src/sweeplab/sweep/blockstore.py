@@ -5,6 +5,10 @@ it appears whole or not at all. Its root attributes hold ``sweeplab_digest``: a 
 array's name, dims, dtype, shape and values. Reading a block checks the zip (CRC of every member),
 the presence of every chunk, the experiment and block name, and recomputes the digest, so a
 truncated, edited or partly deleted block is named instead of being read as fill values.
+Before anything is read, the zip directory must declare uncompressed members of bounded size,
+and before a chunk is decompressed its zstd frame header must declare the size its array's
+shape and type imply: a crafted block (a zip bomb, a frame declaring 2**40 bytes) is refused
+with :class:`CorruptBlockError` instead of exhausting memory.
 
 Any zarr reader opens a block: ``xr.open_zarr(zarr.storage.ZipStore(path, mode="r"))``.
 :func:`read_block` decodes the few codecs sweeplab writes with numcodecs directly (about 10x
@@ -229,6 +233,92 @@ def _chunk_key(meta: Mapping[str, Any]) -> str | None:
     return sep.join(["c"] + ["0"] * len(meta["shape"]))
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_content_size(raw: bytes) -> int | None:
+    """Frame_Content_Size of the zstd frame ``raw`` starts with (RFC 8878, section 3.1.1.1).
+
+    Read from the frame header alone, before anything is decompressed. Returns None when
+    ``raw`` is no zstd frame, or its header is damaged or declares no content size.
+    """
+    if len(raw) < 6 or raw[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = raw[4]
+    if descriptor & 0x08:  # the reserved bit must be zero
+        return None
+    single_segment = bool(descriptor & 0x20)
+    fcs_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    if not fcs_bytes:
+        return None
+    start = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    if len(raw) < start + fcs_bytes:
+        return None
+    size = int.from_bytes(raw[start : start + fcs_bytes], "little")
+    return size + 256 if fcs_bytes == 2 else size
+
+
+def _chunk_bound(meta: Mapping[str, Any], chunk: Any) -> tuple[str, int]:
+    """Return what one chunk of array ``meta`` (of shape ``chunk``) may decode to.
+
+    ``("exact", n)``: a fixed-size type, exactly ``n`` bytes; ``("vlen", n)``: variable-length
+    strings, at least ``n`` bytes (a count and one length per string). Raises ValueError for
+    codecs sweeplab never writes, and for arrays declaring more than :data:`_MAX_MEMBER`.
+    """
+    codecs = [c.get("name") for c in meta["codecs"]]
+    if codecs[1:] != ["zstd"] or codecs[0] not in ("bytes", "vlen-utf8"):
+        raise ValueError(f"codecs {codecs}: sweeplab blocks are bytes or vlen-utf8, then zstd")
+    count = int(np.prod([int(n) for n in chunk], dtype=object))
+    if codecs[0] == "vlen-utf8":
+        return "vlen", 4 + 4 * count
+    nbytes = count * np.dtype(meta["data_type"]).itemsize
+    if nbytes > _MAX_MEMBER:
+        raise ValueError(f"a chunk of shape {list(chunk)} is {nbytes} bytes")
+    return "exact", nbytes
+
+
+def _check_frame(p: Path, member: str, raw: bytes, bound: tuple[str, int]) -> None:
+    """Refuse a chunk whose zstd frame does not declare the size its array implies.
+
+    Checked on the frame header before decompressing: a crafted frame declaring 2**40 bytes
+    would otherwise be allocated in full by the decompressor.
+    """
+    kind, n = bound
+    declared = _zstd_content_size(raw)
+    if declared is None:
+        raise CorruptBlockError(p, f"member {member} is not a zstd frame declaring its size")
+    if kind == "exact" and declared != n:
+        raise CorruptBlockError(
+            p, f"member {member} declares {declared} bytes, its array's shape and type {n}"
+        )
+    if kind == "vlen" and not n <= declared <= _MAX_MEMBER:
+        raise CorruptBlockError(
+            p, f"member {member} declares {declared} bytes; its strings need {n} to "
+            f"{_MAX_MEMBER}",
+        )  # fmt: skip
+
+
+def _check_members(p: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse a zip whose directory declares members sweeplab never writes, before any read.
+
+    Blocks are written uncompressed (``ZIP_STORED``), so a member's bytes are its bytes on
+    disk (no zip-level bomb); no member may declare more than :data:`_MAX_MEMBER` bytes, nor
+    a metadata document more than :data:`_MAX_METADATA`.
+    """
+    for info in zf.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CorruptBlockError(
+                p, f"member {info.filename} is compressed (zip method {info.compress_type}); "
+                "blocks are written uncompressed",
+            )  # fmt: skip
+        limit = _MAX_METADATA if info.filename.endswith("zarr.json") else _MAX_MEMBER
+        if info.file_size > limit or info.compress_size != info.file_size:
+            raise CorruptBlockError(
+                p, f"member {info.filename} declares {info.file_size} bytes "
+                f"({info.compress_size} stored); allowed: at most {limit}",
+            )  # fmt: skip
+
+
 def _decode(meta: Mapping[str, Any], raw: bytes) -> np.ndarray | None:
     """Decode one whole-array chunk with numcodecs; ``None`` for codecs we do not handle."""
     codecs = list(meta["codecs"])
@@ -262,6 +352,7 @@ def _open_members(
     """
     try:
         with zipfile.ZipFile(p) as zf:
+            _check_members(p, zf)
             members = set(zf.namelist())
             root = json.loads(zf.read("zarr.json"))
             read = {"zarr.json"}
@@ -288,17 +379,24 @@ def _open_members(
                 if names is not None and key not in names:
                     continue
                 chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
+                try:
+                    bound = _chunk_bound(meta, chunk)
+                except ValueError as exc:
+                    raise CorruptBlockError(p, f"array {key!r}: {exc}") from None
                 ckey = _chunk_key(meta)
                 if ckey is None or list(chunk) != list(meta["shape"]):
+                    for member in sorted(members):  # zarr reads them: their frames first
+                        if member.startswith(f"{key}/") and member != f"{key}/zarr.json":
+                            _check_frame(p, member, zf.read(member), bound)
                     left.add(key)
                     continue
                 if f"{key}/{ckey}" not in members:
                     raise CorruptBlockError(p, f"array {key!r} has no data (member missing)")
                 member = zf.getinfo(f"{key}/{ckey}")
-                if member.file_size > _MAX_MEMBER:
-                    raise CorruptBlockError(p, f"array {key!r} declares {member.file_size} bytes")
                 read.add(member.filename)
-                decoded = _decode(meta, zf.read(member))
+                raw = zf.read(member)
+                _check_frame(p, member.filename, raw, bound)
+                decoded = _decode(meta, raw)
                 if decoded is None:
                     left.add(key)
                     continue
@@ -310,14 +408,17 @@ def _open_members(
     except CorruptBlockError:
         raise
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, RuntimeError,
-            AttributeError, TypeError) as exc:  # fmt: skip
+            AttributeError, TypeError, MemoryError) as exc:  # fmt: skip
         raise CorruptBlockError(p, f"{type(exc).__name__}: {exc}") from None
     return attrs, arrays, dims, left
 
 
 #: largest zip member a block may have (a block is written to memory whole: 1 GiB is far above
-#: any block the planner makes, and far below what would exhaust a job's memory)
+#: any block the planner makes, and far below what would exhaust a job's memory); also the
+#: largest decoded chunk
 _MAX_MEMBER = 1 << 30
+#: largest metadata document (``zarr.json``) of a block: a few kB with the settings
+_MAX_METADATA = 1 << 24
 
 
 def read_block(path: str | os.PathLike[str], experiment: str, name: str | None = None) -> BlockData:
