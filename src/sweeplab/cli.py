@@ -242,17 +242,38 @@ def _dataset_experiment(path: Path) -> str:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def info(path: Path) -> None:
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check every file first: an aggregate against its manifest (presence, size, digest), "
+    "a block file by its CRCs and content digest. Exit 1 naming the first bad file.",
+)
+def info(path: Path, verify: bool) -> None:
     """Summarise a dataset: dims, variables with units, provenance, failed points."""
     from sweeplab.sweep import open_block, open_dataset
 
     n_blocks = None
+    checked = None
     if path.name.endswith(".zip"):
         _check_zip(path)
+        if verify:
+            checked = _verify_block(path)
+    elif verify:
+        from sweeplab.sweep.store import verify_aggregate
+
+        try:
+            checked = f"{len(verify_aggregate(path)['files'])} files match the manifest"
+        except ValueError as exc:
+            raise click.ClickException(" ".join(str(exc).split())) from None
+        except OSError as exc:
+            raise _os_error(exc, f"cannot verify {path}") from None
     manifest = path / "sweeplab-manifest.json"
     if manifest.is_file():
         try:
-            n_blocks = len(json.loads(manifest.read_text())["blocks"])
+            doc = json.loads(manifest.read_text())
+            n_blocks = len(doc["blocks"])
+            if checked is None:  # presence and sizes at least (stat only); --verify reads all
+                _warn_if_damaged(path, doc)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise click.ClickException(
@@ -282,6 +303,8 @@ def info(path: Path) -> None:
             click.echo(f"{key}: {ds.attrs[key]}")
     if n_blocks is not None:
         click.echo(f"n_blocks: {n_blocks}")
+    if checked is not None:
+        click.echo(f"verified: {checked}")
     if "status" in ds:
         status = np.asarray(ds["status"].values)
         failed = int(np.count_nonzero(status == 1))
@@ -290,6 +313,47 @@ def info(path: Path) -> None:
             errs = np.asarray(ds["error"].values)[status == 1]
             for e in sorted({str(x) for x in errs if str(x)})[:10]:
                 click.echo(f"  {e}")
+
+
+def _warn_if_damaged(path: Path, manifest: dict) -> None:
+    """Log a warning when the aggregate ``path`` differs from its manifest's file table."""
+    from sweeplab.sweep.store import check_files
+
+    table = manifest.get("files")
+    problem = (
+        check_files(path, table, digests=False)
+        if isinstance(table, dict)
+        else "its manifest records no files (written before file digests)"
+    )
+    if problem is not None:
+        logging.getLogger("sweeplab").warning(
+            "%s is damaged or cannot be verified (%s); `sweeplab info --verify %s` checks every "
+            "file, `sweeplab aggregate %s ... --full` rebuilds it",
+            path, problem, path, manifest.get("experiment", "<experiment>"),
+        )  # fmt: skip
+
+
+def _verify_block(path: Path) -> str:
+    """Read the block file ``path`` in full (CRCs, sizes, content digest); one line if bad."""
+    import zipfile
+
+    from sweeplab.sweep.blockstore import CorruptBlockError, read_block
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if zf.getinfo("zarr.json").file_size > 1 << 24:
+                raise CorruptBlockError(path, "its zarr.json declares more than 16 MiB")
+            experiment = json.loads(zf.read("zarr.json")).get("attributes", {}).get("experiment")
+        read_block(path, str(experiment))
+    except CorruptBlockError as exc:
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    except (KeyError, ValueError, AttributeError, OSError, zipfile.BadZipFile) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise click.ClickException(
+            f"{path} is not a valid block file ({reason}); delete it and re-run `snakemake`: "
+            "its points are computed again"
+        ) from None
+    return "every member and the content digest"
 
 
 def _check_zip(path: Path) -> None:

@@ -14,8 +14,13 @@ Rules (see docs/architecture.md):
 - **New grid** (an axis value added or removed, first run, ``full=True``): a new store is built
   cell by cell under a temporary name -- values of unchanged blocks are copied from the old
   aggregate, the rest are read from their block files -- then swapped in by two renames.
-- The **manifest** (``sweeplab-manifest.json``: layout fingerprint, and per block its file size,
-  mtime and content digest) is written last; a store without one is rebuilt.
+- The **manifest** (``sweeplab-manifest.json``: layout fingerprint, per block its file size
+  and mtime, and the *file table*: every file of the store with its size, mtime and BLAKE2b
+  digest) is written last; a store without one is rebuilt.
+- Before anything is decided, the store is checked against its file table (every recorded
+  file present with its size, no other file; a digest where the mtime changed): a damaged
+  aggregate, or one whose manifest has no file table, is rebuilt from the blocks, with a
+  warning naming what was wrong. ``sweeplab info --verify`` and ``export`` check every digest.
 - Either way the new store replaces the old one by two renames (``store.swap_into_place``): a
   reader sees the complete old aggregate or the complete new one, never a mixture.
 
@@ -61,6 +66,8 @@ from .identity import (
 from .ledger import Ledger
 from .store import (
     MANIFEST,
+    check_files,
+    file_table,
     recover_aside,
     remove_stale_temporaries,
     settle_zarr_writes,
@@ -82,14 +89,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CELL_ELEMENTS = 1 << 17  # at most this many values in one chunk of any variable (1 MiB float64)
-MANIFEST_FORMAT = 2
+#: 3: the manifest records every file of the store (``files``: path -> [size, mtime_ns, digest])
+MANIFEST_FORMAT = 3
 
 
 @dataclass(frozen=True)
 class AggregateReport:
     """What one :func:`aggregate` call did."""
 
-    mode: str  # "rebuild" or "update" (or "unchanged")
+    mode: str  # "rebuild", "update", "extend" or "unchanged"
     blocks_read: int
     blocks_reused: int
     cells_written: int
@@ -150,6 +158,24 @@ class Layout:
         if not grown:
             return None
         kept = Layout(self.experiment, self.section, {d: int(c) for d, c in old_chunks.items()})
+        if np.prod(kept.cell_counts) > 2 * np.prod(self.cell_counts):
+            return None
+        return kept
+
+    def kept(self, manifest: Mapping[str, Any]) -> Layout | None:
+        """Return this grid in the chunks of an aggregate of the same grid, if they are kept.
+
+        After an extend (:meth:`appended`) the store keeps the old chunking; a later run of the
+        same grid keeps it too (under the same at-most-twice-the-cells rule) instead of
+        re-laying the store out. ``None`` when ``manifest`` is of another grid or chunking
+        that would not be kept.
+        """
+        chunks = manifest.get("chunks")
+        if not isinstance(chunks, dict) or set(chunks) != set(self.chunks):
+            return None
+        kept = Layout(self.experiment, self.section, {d: int(c) for d, c in chunks.items()})
+        if kept.fingerprint != manifest.get("layout"):
+            return None
         if np.prod(kept.cell_counts) > 2 * np.prod(self.cell_counts):
             return None
         return kept
@@ -365,11 +391,29 @@ class _Cell:
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
+    """Return the manifest of the aggregate ``path`` if the store matches it, else None.
+
+    None when there is no store or manifest (silently), or (with a warning naming why, and so a
+    rebuild) when the manifest is unreadable or of an older format, or a file of the store is
+    missing, of another size, changed (a new mtime and another digest) or not recorded.
+    """
+    if not (path / MANIFEST).exists():
+        return None
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if manifest.get("format") == MANIFEST_FORMAT else None
+    except (OSError, ValueError) as exc:
+        problem = f"its {MANIFEST} is unreadable ({type(exc).__name__})"
+    else:
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            problem = f"its {MANIFEST} is of an older format, without a file table"
+        elif not isinstance(manifest.get("files"), dict):
+            problem = f"its {MANIFEST} has no file table"
+        else:
+            problem = check_files(path, manifest["files"], digests=False)
+            if problem is None:
+                return manifest
+    logger.warning("%s: %s; rebuilding it from the blocks", path, problem)
+    return None
 
 
 def _write_json(path: Path, content: Mapping[str, Any]) -> None:
@@ -472,6 +516,8 @@ def aggregate(
         kept = layout.appended(manifest)
         if kept is not None:  # a grid extended at the end: resize, write the new cells only
             layout, old_lengths = kept, {d: len(k) for d, k in manifest["coords"].items()}
+        else:  # the same grid, still in the chunks an extend kept: no re-layout
+            layout = layout.kept(manifest) or layout
     state = _State(exp, layout, grid, ledger, ledger.block[record], status)
     clean = np.zeros(len(ledger.names), dtype=bool)
     stats = ledger.stats.tolist()
@@ -483,7 +529,7 @@ def aggregate(
     holders = np.unique(state.holder)
     entries = {ledger.names[i]: stats[i] for i in holders.tolist()}
     n_failed = int(np.count_nonzero(status == 1))
-    new_manifest = {
+    new_manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "experiment": exp.name, "layout": layout.fingerprint,
         "points": points_digest, "blocks": entries, "n_failed": n_failed,
         "n_points": len(record), "coords": layout.keys, "chunks": layout.chunks,
@@ -495,14 +541,15 @@ def aggregate(
             shape[k] = grid.shape[k]
             old_grid &= (np.arange(grid.shape[k]) < old_lengths[d]).reshape(shape)
         dirty = np.unique(state.holder[~(old_grid.ravel() & clean[state.holder])])
-        report = _extend(state, out, dirty, new_manifest, attrs)
+        report = _extend(state, out, dirty, new_manifest, attrs, manifest["files"])
     elif same_points and manifest["layout"] == layout.fingerprint:
         covered = clean[state.holder]
         dirty = np.unique(state.holder[~covered])
-        if not len(dirty) and manifest == new_manifest:
+        same = {k: v for k, v in manifest.items() if k != "files"} == new_manifest
+        if not len(dirty) and same:
             report = AggregateReport("unchanged", 0, len(holders), 0, len(holders), n_failed)
         else:
-            report = _update(state, out, dirty, new_manifest, attrs)
+            report = _update(state, out, dirty, new_manifest, attrs, manifest["files"])
     else:
         report = _rebuild(state, out, clean, new_manifest, attrs or {},
                           old_ok=same_points)  # fmt: skip
@@ -756,8 +803,21 @@ def _copy_on_write(out: Path) -> Iterator[tuple[Path, zarr.Group]]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _write_manifest(store: Path, manifest: Mapping[str, Any],
+                    previous: Mapping[str, Any] | None = None,
+                    linked_from: Path | None = None) -> None:  # fmt: skip
+    """Write ``manifest`` with the file table of ``store``.
+
+    ``store`` may be a hard-linked copy of ``linked_from`` whose table is ``previous``: the
+    entries of files still linked are kept, the others digested (see :func:`file_table`).
+    """
+    table = file_table(store, previous, linked_from)
+    _write_json(store / MANIFEST, {**manifest, "files": table})
+
+
 def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
-            attrs: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
+            attrs: Mapping[str, Any] | None,
+            files: Mapping[str, Any]) -> AggregateReport:  # fmt: skip
     # Copy-on-write: touched chunk files are replaced; the old store is never modified.
     n = len(manifest["blocks"])
     with _copy_on_write(out) as (tmp, group):
@@ -765,12 +825,13 @@ def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
         if attrs:
             _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
         (tmp / MANIFEST).unlink()
-        _write_json(tmp / MANIFEST, manifest)
+        _write_manifest(tmp, manifest, files, out)
     return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
 def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
-            attrs: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
+            attrs: Mapping[str, Any] | None,
+            files: Mapping[str, Any]) -> AggregateReport:  # fmt: skip
     """Grow the store to a grid that extends it at the end (see :meth:`Layout.appended`).
 
     Copy-on-write like :func:`_update`: in a hard-linked copy, every variable's metadata is
@@ -810,7 +871,7 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
                                   "experiment": state.exp.name}  # fmt: skip
         _write_json(tmp / "zarr.json", root)  # a new file: the old store keeps its own
         (tmp / MANIFEST).unlink()
-        _write_json(tmp / MANIFEST, manifest)
+        _write_manifest(tmp, manifest, files, out)
     return AggregateReport("extend", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
@@ -862,7 +923,7 @@ def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str,
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp, zarr_format=3)
-        _write_json(tmp / MANIFEST, manifest)
+        _write_manifest(tmp, manifest)
         swap_into_place(tmp, out)
     finally:
         if tmp.exists():  # a failed write: zarr may still be writing chunks into it

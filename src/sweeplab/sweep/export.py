@@ -1,7 +1,10 @@
 """Export an aggregated dataset for sharing: a directory store, a ``.zarr.zip``, or object storage.
 
 Every export is a self-contained, consolidated zarr v3 store that plain ``xarray.open_zarr``
-opens without sweeplab. :func:`export_dataset` never deletes or overwrites anything but a
+opens without sweeplab. The source aggregate is verified first, every file against its
+manifest's file table (presence, size, digest; :func:`~sweeplab.sweep.store.verify_aggregate`):
+a damaged store is refused, naming the file and the command that rebuilds it, and nothing is
+written. :func:`export_dataset` never deletes or overwrites anything but a
 sweeplab store, and only when asked to (``force``):
 
 - An existing destination is refused. With ``force`` it is replaced only if it is a sweeplab
@@ -43,10 +46,14 @@ from typing import Any
 import xarray as xr
 
 from .store import (
+    DamagedStoreError,
     check_clear_of,
+    check_files,
     open_dataset,
+    read_manifest,
     remove_stale_temporaries,
     temporary_name,
+    verify_aggregate,
     write_atomic,
 )
 
@@ -376,6 +383,9 @@ def export_dataset(
     ValueError
         If ``dest`` is unsafe (the results directory, a symbolic link, not a sweeplab store
         under ``force``, a bucket without prefix, ...) or ``src`` is not a readable store.
+    DamagedStoreError
+        (a ValueError) If a file of ``src`` is not the one its manifest records, or ``src``
+        has no manifest with a file table; the message names the rebuild command.
     OSError
         If writing fails (disk full, permissions, missing bucket); nothing is left behind.
 
@@ -392,10 +402,16 @@ def export_dataset(
     else:
         local = Path(os.path.abspath(dest_text.removeprefix("file://")))
         _check_local_dest(local, src, force)
+    manifest = verify_aggregate(src)  # every file's digest: a damaged store is not shipped
     try:
         ds = open_dataset(src).load()
     except Exception as exc:
         raise ValueError(f"{src} is not a readable zarr store ({exc})") from None
+    # replaced or changed while it was read (an aggregate ran): what was read is not verified
+    problem = "it changed while it was read" if read_manifest(src) != manifest else None
+    problem = problem or check_files(src, manifest["files"], digests=False)
+    if problem is not None:
+        raise DamagedStoreError(src, problem, str(manifest.get("experiment")))
     name = src.name.removesuffix(".zarr")
     ds.attrs["README"] = (
         f"sweeplab {name} dataset (sweeplab {ds.attrs.get('sweeplab_version', '?')}). Open with "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,17 +28,24 @@ if TYPE_CHECKING:
 __all__ = [
     "MANIFEST",
     "STALE_AGE",
+    "DamagedStoreError",
     "check_aggregate_destination",
     "check_clear_of",
+    "check_files",
     "check_writable",
+    "file_digest",
+    "file_table",
     "open_dataset",
     "provenance",
+    "read_manifest",
     "recover_aside",
     "remove_own_temporaries",
     "remove_stale_temporaries",
     "settle_zarr_writes",
+    "store_files",
     "swap_into_place",
     "temporary_name",
+    "verify_aggregate",
     "write_atomic",
 ]
 
@@ -46,6 +54,160 @@ logger = logging.getLogger(__name__)
 #: the manifest file inside an aggregate store (written by :mod:`.aggregate`; defined here so
 #: that the workflow can look for it without importing zarr and xarray)
 MANIFEST = "sweeplab-manifest.json"
+
+
+# --- the aggregate's file table: every file of the store, its size, mtime and digest ---------
+
+
+class DamagedStoreError(ValueError):
+    """An aggregate whose files are not those its manifest records (or that cannot be checked)."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, experiment: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(
+            f"aggregate {self.path} is damaged or cannot be verified ({problem}); rebuild it "
+            f"from the blocks: delete it and re-run `snakemake` (with your usual --configfile), "
+            f"or run `sweeplab aggregate {experiment} --settings ... --blocks-dir ... "
+            f"--out {self.path} --full`"
+        )
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """BLAKE2b-128 of a file's bytes (hex): the digest the manifest's file table records."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _walk_files(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    with os.scandir(root / rel if rel else root) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):  # temporaries: never read as zarr keys
+                continue
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk_files(root, name)
+            elif name != MANIFEST:
+                yield name, entry.stat()
+
+
+def store_files(root: str | os.PathLike[str]) -> dict[str, os.stat_result]:
+    """Every file of the store ``root`` but its manifest and dot files: relative path -> stat."""
+    return dict(_walk_files(Path(root)))
+
+
+def file_table(
+    root: str | os.PathLike[str],
+    previous: Mapping[str, Any] | None = None,
+    linked_from: str | os.PathLike[str] | None = None,
+) -> dict[str, list[Any]]:
+    """Return the file table of the store ``root``: relative path -> [size, mtime_ns, digest].
+
+    ``root`` may be a hard-linked copy of the store ``linked_from`` whose table is
+    ``previous`` (an update): a file that is still the same file there (same inode, size and
+    mtime as recorded) keeps its entry; every other file is read and digested. Files written
+    anew always have another inode (the old store still holds the old one), so a rewrite is
+    never mistaken for a kept file, whatever the clock's resolution.
+    """
+    root = Path(root)
+    previous = previous or {}
+    table: dict[str, list[Any]] = {}
+    for rel, st in sorted(store_files(root).items()):
+        old = previous.get(rel)
+        if (
+            linked_from is not None
+            and isinstance(old, list)
+            and old[:2] == [st.st_size, st.st_mtime_ns]
+            and _same_file(Path(linked_from) / rel, st)
+        ):
+            table[rel] = list(old)
+        else:
+            table[rel] = [st.st_size, st.st_mtime_ns, file_digest(root / rel)]
+    return table
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        other = path.stat()
+    except OSError:
+        return False
+    return (other.st_ino, other.st_dev) == (st.st_ino, st.st_dev)
+
+
+def check_files(
+    root: str | os.PathLike[str], table: Mapping[str, Any], *, digests: bool
+) -> str | None:
+    """Return the first difference between the store ``root`` and its file ``table``, or None.
+
+    Every recorded file must exist with its recorded size, and no other file may be there. A
+    file's digest is checked when its mtime differs from the recorded one, and for every file
+    with ``digests`` (a full read of the store).
+    """
+    root = Path(root)
+    found = store_files(root)
+    for rel in sorted(table):
+        entry = table[rel]
+        if not (isinstance(entry, list) and len(entry) == 3):
+            return f"its manifest's entry of {rel} is unreadable"
+        size, mtime, digest = entry
+        st = found.get(rel)
+        if st is None:
+            return f"{rel} is missing"
+        if st.st_size != size:
+            return f"{rel} has {st.st_size} bytes, not the recorded {size}"
+        if (digests or st.st_mtime_ns != mtime) and file_digest(root / rel) != digest:
+            return f"{rel} differs from its recorded digest"
+    extra = sorted(set(found) - set(table))
+    if extra:
+        return f"{extra[0]} is not one of its recorded files"
+    return None
+
+
+def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Return the manifest of the aggregate ``root`` (None if it has none or it is unreadable)."""
+    try:
+        doc = json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def verify_aggregate(
+    root: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Check every file of the aggregate ``root`` against its manifest (presence, size, digest).
+
+    Returns the manifest checked against (read from ``root`` unless given).
+
+    Raises
+    ------
+    DamagedStoreError
+        One line naming the store, the first bad file (or why it cannot be verified: no
+        manifest, or one written before manifests recorded the files) and the commands that
+        rebuild it.
+
+    """
+    root = Path(root)
+    experiment = root.name.removesuffix(".zarr") or "<experiment>"
+    doc = dict(manifest) if manifest is not None else read_manifest(root)
+    if doc is None:
+        why = "missing" if not (root / MANIFEST).exists() else "unreadable"
+        raise DamagedStoreError(root, f"its {MANIFEST} is {why}", experiment)
+    if isinstance(doc.get("experiment"), str) and doc["experiment"]:
+        experiment = doc["experiment"]
+    table = doc.get("files")
+    if not isinstance(table, dict):
+        raise DamagedStoreError(
+            root, f"its {MANIFEST} predates the file table (sweeplab before file digests)",
+            experiment,
+        )  # fmt: skip
+    problem = check_files(root, table, digests=True)
+    if problem is not None:
+        raise DamagedStoreError(root, problem, experiment)
+    return doc
 
 
 def _git_revision() -> str:
