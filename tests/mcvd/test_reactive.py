@@ -20,9 +20,11 @@ from sweeplab.mcvd import (
     exact_hitting_rate,
     hitting_rate,
     laplace_hitting,
+    simulate,
     steady_state_fraction,
 )
 from sweeplab.mcvd.exact import _Axis, _log_derivatives, _solve
+from sweeplab.mcvd.kernel import walk
 from sweeplab.mcvd.reactive import (
     absorption_probability,
     free_space_reactive_fraction,
@@ -229,8 +231,66 @@ def test_closed_forms_refuse_finite_k(model):
 
 def test_absorption_probability():
     assert absorption_probability(math.inf, 1e-4, D) == 1.0
-    assert absorption_probability(10.0, 1e-4, D) == pytest.approx(
-        10 * math.sqrt(math.pi * 1e-4 / D)
+    kap = 10 * math.sqrt(1e-4 / D)
+    first = math.sqrt(math.pi) * kap
+    assert absorption_probability(10.0, 1e-4, D, rule="first-order") == pytest.approx(first / 2)
+    assert absorption_probability(10.0, 1e-4, D, bridge=False, rule="first-order") == first
+    # planar rule: first order for small k sqrt(dt/D), below it by ~ k sqrt(dt/D) relative
+    assert absorption_probability(1e-3, 1e-4, D) == pytest.approx(first / 2e4, rel=1e-5)
+    p = absorption_probability(100.0, 1e-4, D)
+    assert p == pytest.approx(10 * first / 2 / (1 + 1.003 * 10 * kap), rel=3e-3)
+    assert absorption_probability(1e8, 1e-4, D) > 0.999
+    # curvature: k / (1 + sqrt(π/8) σ/a)
+    sig = math.sqrt(2 * D * 1e-4)
+    k_flat = 10.0 / (1 + math.sqrt(math.pi / 8) * sig / RR)
+    assert absorption_probability(10.0, 1e-4, D, radius=RR) == absorption_probability(
+        k_flat, 1e-4, D
     )
-    with pytest.raises(ValueError, match="absorption probability"):
-        absorption_probability(1e4, 1e-4, D)
+    with pytest.raises(ValueError, match="first-order absorption probability"):
+        absorption_probability(1e4, 1e-4, D, rule="first-order")
+    with pytest.raises(ValueError, match="too large for end-of-step absorption"):
+        absorption_probability(1e4, 1e-4, D, bridge=False)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        absorption_probability(1.0, 1e-4, D, rule="x")
+
+
+# --- simulator ------------------------------------------------------------------------------
+def test_simulator_infinite_k_is_unchanged():
+    g = _half(1.0, math.inf)
+    a = simulate(g, 0.2, 1e-4, 3000, seed=11)
+    b = simulate(Geometry((0, 0, 10), (6, 0, 0), RR, D), 0.2, 1e-4, 3000, seed=11)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    assert (a.molecule_steps, a.moves) == (b.molecule_steps, b.moves)
+    counts = [np.zeros(2000, np.int64) for _ in range(2)]
+    args = (3000, np.array([0.0, 0, 10]), np.array([[6.0, 0, 0]]), RR, D, 1e-4, 2000, True, 0.0)
+    r1 = walk(np.random.default_rng(5), *args, True, True, counts[0])
+    r2 = walk(np.random.default_rng(5), *args, True, True, counts[1], 1.0)
+    assert r1 == r2
+    np.testing.assert_array_equal(counts[0], counts[1])
+
+
+@pytest.mark.parametrize("k", [10.0, 100.0])
+def test_simulator_matches_exact_reactive_model(k):
+    """χ² of 25 ms bins (+ not absorbed by 0.5 s) against the exact model, dt = 1e-4 s."""
+    from scipy.stats import chi2
+
+    g = _half(1.0, k)
+    n = 60_000
+    res = simulate(g, 0.5, 1e-4, n, seed=2024)
+    observed = res.counts.reshape(20, -1).sum(axis=1)
+    edges = np.linspace(0.0, 0.5, 21)
+    big_f = exact_absorbed_fraction(g, edges)
+    expected = n * np.diff(big_f)
+    obs = np.append(observed, n - observed.sum())
+    exp_ = np.append(expected, n * (1 - big_f[-1]))
+    keep = exp_ > 5
+    stat = float(np.sum((obs[keep] - exp_[keep]) ** 2 / exp_[keep]))
+    assert chi2.sf(stat, keep.sum() - 1) > 1e-3
+    # and F(0.5 s) within 3 standard errors
+    f_end = observed.sum() / n
+    assert abs(f_end - big_f[-1]) < 3 * math.sqrt(big_f[-1] * (1 - big_f[-1]) / n)
+
+
+def test_simulator_refuses_too_large_k_without_bridge():
+    with pytest.raises(ValueError, match="reactivity"):
+        simulate(_half(1.0, 1e5), 0.01, 1e-3, 10, seed=0, correction="none")

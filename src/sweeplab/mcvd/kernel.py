@@ -56,6 +56,7 @@ def walk(
     bridge: bool,
     jumps: bool,
     counts: np.ndarray,
+    p_absorb: float = 1.0,
 ) -> tuple[int, int]:
     """Advance ``n_molecules`` molecules from ``start`` for ``n_steps`` steps of ``dt``.
 
@@ -90,6 +91,15 @@ def walk(
         Allow exact multi-step jumps far from every receiver (see :data:`JUMP_Z`).
     counts : ndarray of int64, shape (n_steps,)
         Incremented in place: ``counts[k-1]`` += molecules absorbed during step ``k``.
+    p_absorb : float
+        Probability in ``(0, 1]`` that an encounter with a receiver absorbs the molecule
+        (partially absorbing receiver; see :func:`sweeplab.mcvd.reactive.absorption_probability`).
+        An encounter is a move ending inside a sphere or, with ``bridge``, a crossing detected by
+        the bridge probability (one Bernoulli trial ``P exp(−d_1 d_2 / (D τ))``). On failure a
+        molecule that ended inside is mirrored radially in that sphere (distance ``r → 2a − r``
+        from its centre, then folded into the fluid again); one that crossed and came back stays.
+        ``1`` (default): every encounter absorbs, the random stream is exactly that of the
+        perfectly absorbing kernel.
 
     Returns
     -------
@@ -102,6 +112,7 @@ def walk(
     sigma2 = 2.0 * d_coef * dt
     jump_den = 3.0 * JUMP_Z * JUMP_Z * sigma2
     n_centres = centres.shape[0]
+    partial = p_absorb < 1.0
     molecule_steps = 0
     moves = 0
     for _ in range(n_molecules):
@@ -140,12 +151,21 @@ def walk(
                 czj = centres[j, 2]
                 dj = math.sqrt((x - cxj) ** 2 + (y - cyj) ** 2 + (z - czj) ** 2) - radius
                 if dj <= 0.0:
-                    absorbed = True
+                    if not partial or rng.random() < p_absorb:
+                        absorbed = True
+                    elif not absorbed:  # reflected: mirror radially in sphere j, refold
+                        r_in = dj + radius
+                        if r_in > 0.0:
+                            scale = (radius - dj) / r_in
+                            x = reflect(cxj + (x - cxj) * scale, wall, width)
+                            y = cyj + (y - cyj) * scale
+                            z = czj + (z - czj) * scale
+                        dj = math.sqrt((x - cxj) ** 2 + (y - cyj) ** 2 + (z - czj) ** 2) - radius
                 elif bridge and not absorbed:
                     d1 = math.sqrt((x_old - cxj) ** 2 + (y_old - cyj) ** 2 + (z_old - czj) ** 2)
                     d1 -= radius
                     expo = d1 * dj / (d_coef * m * dt)
-                    if expo < 40.0 and rng.random() < math.exp(-expo):
+                    if expo < 40.0 and rng.random() < p_absorb * math.exp(-expo):
                         absorbed = True
                 d_new = min(d_new, dj)
             if absorbed:

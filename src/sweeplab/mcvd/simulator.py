@@ -20,6 +20,7 @@ batches execute on different Dask workers gives bit-identical counts.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from numpy.typing import NDArray
 
 from .geometry import Geometry
 from .kernel import walk
+from .reactive import absorption_probability
 from .validation import check_boolean, check_integer, check_number
 
 __all__ = [
@@ -72,6 +74,8 @@ class SimulationResult:
         ``"bridge"`` or ``"none"``.
     wall_time : float
         Seconds spent in the kernel (summed over batches).
+    reactivity : float
+        Receiver reactivity ``k`` (µm/s) simulated; ``inf``: perfectly absorbing.
 
     """
 
@@ -84,6 +88,7 @@ class SimulationResult:
     t_end: float
     correction: str
     wall_time: float = 0.0
+    reactivity: float = math.inf
 
     @property
     def n_absorbed(self) -> int:
@@ -157,10 +162,12 @@ def _run(
     seed: np.random.SeedSequence,
     correction: str,
     jumps: bool,
+    reactivity: float = math.inf,
 ) -> SimulationResult:
     n_steps = _steps(t_end, dt)
     n = _count("n_molecules", n_molecules, 1)
     bridge = _correction(correction)
+    p_absorb = absorption_probability(reactivity, dt, d_coef, bridge=bridge, radius=radius)
     jumps = check_boolean(jumps, "jumps", "exact far-field multi-step jumps")
     counts = np.zeros(n_steps, dtype=np.int64)
     rng = np.random.default_rng(_seed_sequence(seed))
@@ -179,6 +186,7 @@ def _run(
         bridge,
         jumps,
         counts,
+        p_absorb,
     )
     elapsed = time.perf_counter() - t0
     return SimulationResult(
@@ -191,6 +199,7 @@ def _run(
         t_end=float(n_steps * dt),
         correction=correction,
         wall_time=elapsed,
+        reactivity=float(reactivity),
     )
 
 
@@ -210,7 +219,10 @@ def simulate_batch(
     ----------
     geometry : Geometry
         The channel: free space, half-space (``geometry.wall``) or slab
-        (``geometry.slab_width``).
+        (``geometry.slab_width``). A finite ``geometry.reactivity`` ``k`` makes the receiver
+        partially absorbing: each encounter absorbs with probability
+        :func:`~sweeplab.mcvd.reactive.absorption_probability` ``(k, dt, D)`` and otherwise
+        reflects the molecule (ValueError if that probability exceeds 0.5).
     t_end : float
         Duration (s); ``t_end / dt`` must be an integer.
     dt : float
@@ -233,7 +245,7 @@ def simulate_batch(
     centres = np.asarray([geometry.rx], dtype=np.float64)
     return _run(
         geometry.tx, centres, geometry.radius, geometry.D, geometry.wall, geometry.slab_width,
-        t_end, dt, n_molecules, _seed_sequence(seed), correction, jumps,
+        t_end, dt, n_molecules, _seed_sequence(seed), correction, jumps, geometry.reactivity,
     )  # fmt: skip
 
 
@@ -257,7 +269,7 @@ def simulate_image_pair(
     centres = np.asarray([geometry.rx, geometry.image_rx], dtype=np.float64)
     return _run(
         geometry.tx, centres, geometry.radius, geometry.D, False, None,
-        t_end, dt, n_molecules, _seed_sequence(seed), correction, True,
+        t_end, dt, n_molecules, _seed_sequence(seed), correction, True, geometry.reactivity,
     )  # fmt: skip
 
 
@@ -275,11 +287,12 @@ def combine(results: Iterable[SimulationResult]) -> SimulationResult:
         raise ValueError("combine needs at least one SimulationResult")
     first = rs[0]
     for r in rs[1:]:
-        if (r.dt, r.counts.shape, r.correction) != (first.dt, first.counts.shape, first.correction):
+        key = (r.dt, r.counts.shape, r.correction, r.reactivity)
+        if key != (first.dt, first.counts.shape, first.correction, first.reactivity):
             raise ValueError(
-                "cannot combine batches with different dt / number of steps / correction: "
-                f"{(first.dt, first.counts.size, first.correction)} vs "
-                f"{(r.dt, r.counts.size, r.correction)}"
+                "cannot combine batches with different dt / number of steps / correction / "
+                f"reactivity: {(first.dt, first.counts.size, first.correction, first.reactivity)}"
+                f" vs {(r.dt, r.counts.size, r.correction, r.reactivity)}"
             )
     return SimulationResult(
         counts=np.sum([r.counts for r in rs], axis=0, dtype=np.int64),
@@ -291,6 +304,7 @@ def combine(results: Iterable[SimulationResult]) -> SimulationResult:
         t_end=first.t_end,
         correction=first.correction,
         wall_time=sum(r.wall_time for r in rs),
+        reactivity=first.reactivity,
     )
 
 
