@@ -594,7 +594,9 @@ def exact_absorbed_fraction(
     ----------
     geometry : Geometry
         Half-space (``wall=True``), slab (``slab_width`` set) or free space (exact closed form
-        used directly by :func:`sweeplab.mcvd.absorbed_fraction`). Every gap between the RX and
+        used directly by :func:`sweeplab.mcvd.absorbed_fraction`). Any ``reactivity`` (µm/s):
+        finite ``k`` is the Collins–Kimball receiver (in free space its closed form,
+        :func:`sweeplab.mcvd.reactive.free_space_reactive_fraction`). Every gap between the RX and
         a reflecting plane must be ``>= MIN_GAP_RATIO × radius`` (1e-3 × radius, see
         :mod:`sweeplab.mcvd.limits`: the cost grows as ``gap^−1.5``).
     t : array_like
