@@ -104,8 +104,13 @@ def test_every_figure_is_png_at_200_dpi_svg_and_pdf(tiny_run):
         check_figure_files(tiny_run / "results" / "figures" / experiment, name)
 
 
-def test_info_and_export_share_over_http(tiny_run, tmp_path):
+def test_info_and_export_share_over_http(tiny_run, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sweeplab import cli
+
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # the installed command once (info); export in process (each start costs about 3 s)
     info = subprocess.run(
         [str(BIN / "sweeplab"), "info", "results/escape.zarr"],
         cwd=tiny_run,
@@ -116,14 +121,10 @@ def test_info_and_export_share_over_http(tiny_run, tmp_path):
     )
     assert "dims: depth=1, width=1, c=2" in info.stdout and "failed points: 0" in info.stdout
     assert "predicted_escape_step" in info.stdout and "[step]" in info.stdout
+    monkeypatch.chdir(tiny_run)
     for dest in (tmp_path / "share" / "escape.zarr", tmp_path / "escape.zarr.zip"):
-        subprocess.run(
-            [str(BIN / "sweeplab"), "export", "escape", str(dest)],
-            cwd=tiny_run,
-            check=True,
-            env=env,
-            capture_output=True,
-        )
+        result = CliRunner().invoke(cli.main, ["export", "escape", str(dest)])
+        assert result.exit_code == 0, result.output
     original = open_dataset(tiny_run / "results" / "escape.zarr").load()
     local = xr.open_zarr(tmp_path / "share" / "escape.zarr").load()
     xr.testing.assert_equal(local, original)

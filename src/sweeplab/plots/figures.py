@@ -97,6 +97,9 @@ def draw_all(datasets: Iterable[Path], out: Path, names: Iterable[str] | None = 
                     path = out / f"{name}.{ext}"
                     fig.savefig(path, dpi=style.DPI, metadata=_METADATA.get(ext))
                     written.append(path)
+                    # the layout is in inches and points, the same in every format: solve the
+                    # constrained layout once (it was about a third of a figure's drawing time)
+                    fig.set_layout_engine("none")
             finally:
                 plt.close(fig)
         logger.info("figure %s written (%s)", name, ", ".join(FORMATS))
