@@ -294,3 +294,19 @@ def test_simulator_matches_exact_reactive_model(k):
 def test_simulator_refuses_too_large_k_without_bridge():
     with pytest.raises(ValueError, match="reactivity"):
         simulate(_half(1.0, 1e5), 0.01, 1e-3, 10, seed=0, correction="none")
+
+
+def test_exact_functions_in_free_space_are_the_free_space_closed_form():
+    """exact_absorbed_fraction / exact_hitting_rate on a free-space geometry used to add the
+    plane's image anyway (F(1 s) = 0.3148, the half-space value, instead of 0.1655)."""
+    from sweeplab.mcvd import absorbed_fraction, hitting_rate
+    from sweeplab.mcvd.exact import exact_absorbed_fraction, exact_hitting_rate
+
+    g = Geometry((0, 0, 10), (10, 0, 0), 5, 79.4, wall=False)
+    t = np.array([0.01, 0.1, 1.0, 10.0])
+    np.testing.assert_allclose(
+        exact_absorbed_fraction(g, t), absorbed_fraction(g, t, model="free"), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        exact_hitting_rate(g, t), hitting_rate(g, t, model="free"), rtol=1e-12
+    )

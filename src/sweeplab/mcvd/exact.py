@@ -574,6 +574,11 @@ def _exact(g: Geometry, t: ArrayLike, tol: float, cumulative: bool) -> NDArray[n
     check_exact_gap(g)
     if not g.wall and g.is_reactive:  # free space, Collins–Kimball receiver: closed form
         return (free_space_reactive_fraction if cumulative else free_space_reactive_rate)(g, tt)
+    if not g.wall:  # free space, absorbing receiver: the closed form is exact (the multipole
+        # solver always adds the plane's image: it computed the half-space here)
+        from .analytic import absorbed_fraction, hitting_rate
+
+        return (absorbed_fraction if cumulative else hitting_rate)(g, tt, model="free")
     out = np.zeros_like(tt)
     pos = (tt > 0) & ~negligible_times(g, tt)  # F, f < 1e-300: 0 without solving
     if not np.any(pos):
