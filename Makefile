@@ -14,12 +14,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# pip compiles the bytecode of what it installs, but not of an editable install's source:
+# compileall does (where PYTHONDONTWRITEBYTECODE is set, every process would compile src/).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP) $(RUN_STAMP)
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[workflow]'
+	$(BIN)/python -m compileall -q src
 	touch $(RUN_STAMP)
 
 ## run: the default sweep (local Dask, local zarr) -> results/*.zarr, results/figures, report
