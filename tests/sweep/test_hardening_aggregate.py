@@ -263,7 +263,10 @@ try:
     read_block({path!r}, "sharpness")
 except CorruptBlockError as exc:
     print("refused:", exc)
-print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: ru_maxrss survives fork and exec, so it would count the (large)
+# pytest worker's resident set at the fork
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print("maxrss_kb", hwm)
 """
 
 
