@@ -103,3 +103,29 @@ def pytest_collection_modifyitems(session, config, items):
     if first:
         ids = {id(i) for i in first}
         items[:] = first + [i for i in items if id(i) not in ids]
+
+
+_UNSET = object()
+
+
+@pytest.fixture(autouse=True)
+def _dask_default_scheduler_kept():
+    """Restore dask's default ``scheduler`` after each test, warning if a test changed it.
+
+    A ``distributed.Client`` sets itself as the process's default scheduler; one left behind
+    (a failed or unclosed client) made a later test's dask computation wait forever (a
+    ``make test`` hung in ``export``). The warning names the test that left it.
+    """
+    import dask
+
+    before = dask.config.config.get("scheduler", _UNSET)
+    yield
+    after = dask.config.config.get("scheduler", _UNSET)
+    if after is not before:
+        if before is _UNSET:
+            dask.config.config.pop("scheduler", None)
+        else:
+            dask.config.config["scheduler"] = before
+        import warnings
+
+        warnings.warn(f"the test left dask's default scheduler set to {after!r}", stacklevel=1)

@@ -400,3 +400,20 @@ def test_s3_without_credentials_is_one_line(results, s3, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probing
     _refused(_export("sharpness", f"s3://{s3.bucket}/s.zarr", "--results", results), "credentials")
     assert _keys(s3, "") == []
+
+
+def test_export_does_not_use_the_process_default_dask_scheduler(results, tmp_path):
+    """The store is loaded with numpy: a dask default scheduler that never answers (as a
+    distributed Client left behind by a closed cluster: a full-suite run hung there) or fails
+    is never asked."""
+    import dask
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("export computed through the dask default scheduler")
+
+    with dask.config.set(scheduler=refuse):
+        result = _export("sharpness", tmp_path / "s.zarr", "--results", results)
+    assert result.exit_code == 0, result.output
+    xr.testing.assert_equal(
+        xr.open_zarr(tmp_path / "s.zarr").load(), xr.open_zarr(results / "sharpness.zarr").load()
+    )

@@ -404,7 +404,9 @@ def export_dataset(
         _check_local_dest(local, src, force)
     manifest = verify_aggregate(src)  # every file's digest: a damaged store is not shipped
     try:
-        ds = open_dataset(src).load()
+        # numpy, not dask: a dask load would go to whatever default scheduler the process has
+        # (a distributed Client left behind by a closed cluster made it wait forever)
+        ds = open_dataset(src, chunks=None).load()
     except Exception as exc:
         raise ValueError(f"{src} is not a readable zarr store ({exc})") from None
     # replaced or changed while it was read (an aggregate ran): what was read is not verified

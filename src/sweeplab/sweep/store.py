@@ -539,10 +539,14 @@ def write_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def open_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a sweeplab zarr store (lazily) with xarray."""
+def open_dataset(path: str | os.PathLike[str], **kwargs: Any) -> xr.Dataset:
+    """Open a sweeplab zarr store (lazily) with xarray.
+
+    ``kwargs`` go to :func:`xarray.open_zarr`; by default its arrays are dask arrays in the
+    store's chunks, with ``chunks=None`` lazily loaded numpy arrays (no dask).
+    """
     import xarray as xr
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        return xr.open_zarr(path, consolidated=True)
+        return xr.open_zarr(path, consolidated=True, **kwargs)
