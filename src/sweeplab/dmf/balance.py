@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
-from .products import left_products, right_products
+from .sharpness import _products  # (A, B): A[i] is A_i (1..L), B[k] is B_{k+1} (0..L-1)
 from .validation import (
     Float64OverflowError,
     as_real_array,
@@ -79,15 +79,6 @@ def _readonly(values: list[float]) -> NDArray[np.float64]:
     arr = np.array(values, dtype=np.float64)
     arr.setflags(write=False)
     return arr
-
-
-def _products(ws: list[Matrix]) -> tuple[list[Matrix], list[Matrix]]:
-    """Return ``(A, B)``: ``A[i]`` is ``A_i`` (index 1..L), ``B[k]`` is ``B_{k+1}`` (0..L−1)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        a = left_products(ws)
-        b = right_products(ws)
-    check_finite_result(a + b, "the products W_L⋯W_{i+1} and W_{i-1}⋯W_1 of the layers", ws)
-    return a, b
 
 
 def balance(weights: Sequence[ArrayLike]) -> Balance:

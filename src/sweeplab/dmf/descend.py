@@ -67,9 +67,9 @@ from .escape import (
     _run_kernel,
     _run_numpy,
     _Stack,
+    check_checkpoints,
 )
 from .products import flatten, unflatten
-from .records import default_checkpoints
 from .sharpness import flattest_sharpness
 from .validation import (
     as_target,
@@ -78,7 +78,6 @@ from .validation import (
     chain_product,
     check_int,
     check_positive,
-    non_real_reason,
 )
 
 __all__ = [
@@ -233,27 +232,6 @@ def _probe_direction(ws: list[Matrix], m: Matrix) -> NDArray[np.float64]:
     return v / np.linalg.norm(v)
 
 
-def _checkpoints(checkpoints: ArrayLike | None, max_steps: int) -> NDArray[np.int64]:
-    if checkpoints is None:
-        return default_checkpoints(max_steps)
-    reason = non_real_reason(checkpoints)
-    if reason is not None:
-        raise ValueError(f"checkpoints must be integer step indices, got {reason}")
-    raw = np.asarray(checkpoints)
-    if raw.ndim != 1 or raw.size == 0:
-        raise ValueError(f"checkpoints must be a non-empty 1-D array, got shape {raw.shape}")
-    if not (np.issubdtype(raw.dtype, np.integer) or np.all(np.mod(raw, 1) == 0)):
-        raise ValueError("checkpoints must be integer step indices")
-    ck = raw.astype(np.int64)
-    if np.any(np.diff(ck) <= 0):
-        raise ValueError("checkpoints must be strictly increasing")
-    if ck[0] < 0 or ck[-1] > max_steps:
-        raise ValueError(
-            f"checkpoints must lie in [0, max_steps = {max_steps}], got range [{ck[0]}, {ck[-1]}]"
-        )
-    return ck
-
-
 class _Engine:
     """The escape engine bound to one start, target and step size."""
 
@@ -386,7 +364,7 @@ def descend(
     m = as_target(target, dims)
     eta = check_positive(eta, "eta")
     max_steps = check_int(max_steps, "max_steps", 1)
-    ck = _checkpoints(checkpoints, max_steps)
+    ck = check_checkpoints(checkpoints, max_steps)
     divergence_norm = check_positive(divergence_norm, "divergence_norm")
     if not isinstance(track_sharpness, bool | np.bool_):
         raise ValueError(f"track_sharpness must be True or False, got {track_sharpness!r}")

@@ -405,6 +405,32 @@ class _Options:
         return self.window // 8
 
 
+def check_checkpoints(checkpoints: ArrayLike | None, max_steps: int) -> NDArray[np.int64]:
+    """Return validated checkpoint steps: strictly increasing integers in ``[0, max_steps]``.
+
+    ``None`` gives :func:`~sweeplab.dmf.records.default_checkpoints`. Shared by
+    :func:`escape`, :func:`escape_batch` and :func:`~sweeplab.dmf.descend.descend`.
+    """
+    if checkpoints is None:
+        return default_checkpoints(max_steps)
+    reason = non_real_reason(checkpoints)
+    if reason is not None:
+        raise ValueError(f"checkpoints must be integer step indices, got {reason}")
+    raw = np.asarray(checkpoints)
+    if raw.ndim != 1 or raw.size == 0:
+        raise ValueError(f"checkpoints must be a non-empty 1-D array, got shape {raw.shape}")
+    if not (np.issubdtype(raw.dtype, np.integer) or np.all(np.mod(raw, 1) == 0)):
+        raise ValueError("checkpoints must be integer step indices")
+    ck = raw.astype(np.int64)
+    if np.any(np.diff(ck) <= 0):
+        raise ValueError("checkpoints must be strictly increasing")
+    if ck[0] < 0 or ck[-1] > max_steps:
+        raise ValueError(
+            f"checkpoints must lie in [0, max_steps = {max_steps}], got range [{ck[0]}, {ck[-1]}]"
+        )
+    return ck
+
+
 def _options(
     radius: float,
     escape_radius: float,
@@ -423,25 +449,7 @@ def _options(
             f"radius = {radius}"
         )
     max_steps = check_int(max_steps, "max_steps", 1)
-    if checkpoints is None:
-        ck = default_checkpoints(max_steps)
-    else:
-        reason = non_real_reason(checkpoints)
-        if reason is not None:
-            raise ValueError(f"checkpoints must be integer step indices, got {reason}")
-        raw = np.asarray(checkpoints)
-        if raw.ndim != 1 or raw.size == 0:
-            raise ValueError(f"checkpoints must be a non-empty 1-D array, got shape {raw.shape}")
-        if not (np.issubdtype(raw.dtype, np.integer) or np.all(np.mod(raw, 1) == 0)):
-            raise ValueError("checkpoints must be integer step indices")
-        ck = raw.astype(np.int64)
-        if np.any(np.diff(ck) <= 0):
-            raise ValueError("checkpoints must be strictly increasing")
-        if ck[0] < 0 or ck[-1] > max_steps:
-            raise ValueError(
-                f"checkpoints must lie in [0, max_steps = {max_steps}], got range "
-                f"[{ck[0]}, {ck[-1]}]"
-            )
+    ck = check_checkpoints(checkpoints, max_steps)
     if loss_tol is not None:
         loss_tol = check_positive(loss_tol, "loss_tol")
     window = check_int(window, "window", 1)
