@@ -28,8 +28,10 @@ sharpness of :mod:`~sweeplab.dmf.escape` (compiled: the numpy HVP's per-call ove
 dominated that Lanczos once GD itself was compiled).
 
 Compilation: every function is cached on disk (``cache=True``); numba compiles one version of
-:func:`escape_runs` per chain kind (scalar, general, and each ``d × d`` width), a few seconds
-each on first use.
+:func:`escape_runs` per chain kind (scalar, general, and each ``d × d`` width), about 6 s each
+on first use. An array's numba type includes its layout and read-only flag, so callers pass
+writable C-contiguous arrays only (``escape._kernel_array``); otherwise one chain kind compiled
+up to four versions.
 """
 
 from __future__ import annotations
