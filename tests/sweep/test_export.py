@@ -251,6 +251,9 @@ def test_missing_results_directory_is_one_line(tmp_path):
 # --- S3 (a real S3-compatible server: moto in server mode on 127.0.0.1) -------------------------
 
 KEY, SECRET = "testing-key", "testing-secret"
+# moto's import and server start and the uploads cost about 20 CPU-s: the slow tier
+# (`make test-slow`, which CI runs) holds them.
+S3_TIER = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +307,7 @@ def _open_s3(url, options):
         os.environ.update(saved)
 
 
+@S3_TIER
 def test_s3_export_round_trips_with_consolidated_metadata(results, s3):
     url = f"s3://{s3.bucket}/shared/sharpness.zarr"
     result = _export("sharpness", url, "--results", results)
@@ -317,6 +321,7 @@ def test_s3_export_round_trips_with_consolidated_metadata(results, s3):
     assert all(k.startswith("shared/sharpness.zarr/") for k in _keys(s3, ""))
 
 
+@S3_TIER
 def test_s3_root_metadata_is_written_last(results, s3, monkeypatch):
     import s3fs
 
@@ -337,6 +342,7 @@ def test_s3_root_metadata_is_written_last(results, s3, monkeypatch):
     assert len(events) == 2 * len(_keys(s3, "s.zarr"))
 
 
+@S3_TIER
 def test_s3_failed_upload_removes_what_it_wrote(results, s3, monkeypatch):
     import s3fs
 
@@ -356,6 +362,7 @@ def test_s3_failed_upload_removes_what_it_wrote(results, s3, monkeypatch):
     assert _keys(s3, "") == []
 
 
+@S3_TIER
 def test_s3_refuses_a_prefix_holding_objects_even_with_force_unless_sweeplab(results, s3):
     s3.fs.pipe(f"{s3.bucket}/shared/s.zarr/notes.txt", b"precious")
     url = f"s3://{s3.bucket}/shared/s.zarr"
@@ -367,6 +374,7 @@ def test_s3_refuses_a_prefix_holding_objects_even_with_force_unless_sweeplab(res
     assert s3.fs.cat_file(f"{s3.bucket}/obj.zarr") == b"an object, not a prefix"
 
 
+@S3_TIER
 def test_s3_force_replaces_a_sweeplab_store(results, other_template, s3):
     url = f"s3://{s3.bucket}/s.zarr"
     assert _export("sharpness", url, "--results", results).exit_code == 0
@@ -378,6 +386,7 @@ def test_s3_force_replaces_a_sweeplab_store(results, other_template, s3):
     assert _keys(s3, "") == first  # same layout: no stale objects of the old store
 
 
+@S3_TIER
 def test_s3_force_refuses_a_sweeplab_store_with_foreign_objects(results, s3):
     url = f"s3://{s3.bucket}/s.zarr"
     assert _export("sharpness", url, "--results", results).exit_code == 0
@@ -387,6 +396,7 @@ def test_s3_force_refuses_a_sweeplab_store_with_foreign_objects(results, s3):
     assert _keys(s3, "") == before
 
 
+@S3_TIER
 @pytest.mark.parametrize("dest", ["s3://{bucket}", "s3://{bucket}/", "s3://{bucket}/s.zarr.zip",
                                   "s3://no-such-bucket-{bucket}/s.zarr"])  # fmt: skip
 def test_s3_bad_destinations_are_one_line(results, s3, dest):
@@ -394,6 +404,7 @@ def test_s3_bad_destinations_are_one_line(results, s3, dest):
     assert _keys(s3, "") == []
 
 
+@S3_TIER
 def test_s3_without_credentials_is_one_line(results, s3, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")

@@ -12,6 +12,7 @@ array's shape and type imply before anything is decompressed.
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -63,13 +64,27 @@ def assert_same_values(a: Path, b: Path) -> None:
             ), name
 
 
-@pytest.fixture
-def results(tmp_path):
-    """``results/`` with the blocks of SECTION and their aggregate ``sharpness.zarr``."""
-    res = tmp_path / "results"
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """Blocks of SECTION, their aggregate and a full rebuild, built once for the module."""
+    root = tmp_path_factory.mktemp("template")
+    res = root / "results"
     blocks = res / "blocks" / "sharpness"
     write_blocks(blocks, SECTION)
     aggregate("sharpness", SECTION, blocks, res / "sharpness.zarr", attrs={"title": "t"})
+    aggregate("sharpness", SECTION, blocks, root / "reference.zarr", full=True)
+    return root
+
+
+@pytest.fixture
+def results(template, tmp_path):
+    """``results/`` with the blocks of SECTION and their aggregate ``sharpness.zarr``.
+
+    A copy of the module's template: ``copytree`` copies with ``copy2``, which keeps the
+    mtimes the manifest and the block index record, so the copy is an undamaged store.
+    """
+    res = tmp_path / "results"
+    shutil.copytree(template / "results", res)
     return res
 
 
@@ -78,15 +93,15 @@ def chunk_of(store: Path, variable: str = "exact") -> Path:
     return chunk
 
 
-def reference(results: Path, tmp_path: Path) -> Path:
-    """A full rebuild of the same grid into another path."""
+def reference(template: Path, tmp_path: Path) -> Path:
+    """A full rebuild of the same grid, in another path (a copy of the template's)."""
     out = tmp_path / "reference.zarr"
-    aggregate("sharpness", SECTION, results / "blocks" / "sharpness", out, full=True)
+    shutil.copytree(template / "reference.zarr", out)
     return out
 
 
 # --- W4: the aggregate run notices damage and rebuilds from the blocks ------------------------
-def test_a_deleted_chunk_is_rebuilt_from_the_blocks(results, tmp_path, caplog):
+def test_a_deleted_chunk_is_rebuilt_from_the_blocks(results, template, tmp_path, caplog):
     store = results / "sharpness.zarr"
     chunk = chunk_of(store)
     chunk.unlink()  # zarr would read fill values: nan where the blocks hold numbers
@@ -96,7 +111,7 @@ def test_a_deleted_chunk_is_rebuilt_from_the_blocks(results, tmp_path, caplog):
     assert report.blocks_read == report.n_blocks
     assert f"{chunk.relative_to(store).as_posix()} is missing" in caplog.text
     assert chunk.exists()
-    assert_same_values(store, reference(results, tmp_path))
+    assert_same_values(store, reference(template, tmp_path))
     assert not np.isnan(values(store)["exact"]).any()
     assert invoke("info", "--verify", store).exit_code == 0
     # and the next run has nothing to do
@@ -105,7 +120,7 @@ def test_a_deleted_chunk_is_rebuilt_from_the_blocks(results, tmp_path, caplog):
 
 
 @pytest.mark.parametrize("damage", ["resized", "edited-new-mtime", "extra-chunk"])
-def test_other_damage_seen_by_stat_is_rebuilt(results, tmp_path, damage, caplog):
+def test_other_damage_seen_by_stat_is_rebuilt(results, template, tmp_path, damage, caplog):
     store = results / "sharpness.zarr"
     chunk = chunk_of(store)
     if damage == "resized":
@@ -122,7 +137,7 @@ def test_other_damage_seen_by_stat_is_rebuilt(results, tmp_path, damage, caplog)
         report = aggregate("sharpness", SECTION, results / "blocks" / "sharpness", store)
     assert report.mode == "rebuild", caplog.text
     assert "rebuilding it from the blocks" in caplog.text
-    assert_same_values(store, reference(results, tmp_path))
+    assert_same_values(store, reference(template, tmp_path))
     assert not (store / "exact" / "c.7").exists()
 
 
