@@ -28,12 +28,14 @@ if TYPE_CHECKING:
         gradient_flow_limit,
         hessian_trace,
         mode_thresholds,
+        top_mode_products,
     )
     from .derivatives import gradient, hvp, loss
     from .descend import DESCEND_OUTCOMES, DescendResult, descend
     from .escape import EscapeResult, escape, escape_batch, null_direction, predicted_escape_step
     from .minimizers import (
         balanced_minimizer,
+        equal_norm_minimizer,
         gauge_minimizer,
         gaussian_minimizer,
         haar_orthogonal,
@@ -61,6 +63,7 @@ _WHERE = {
     "descend": "descend",
     "DESCEND_OUTCOMES": "descend",
     "DescendResult": "descend",
+    "equal_norm_minimizer": "minimizers",
     "escape": "escape",
     "escape_batch": "escape",
     "EscapeResult": "escape",
@@ -90,6 +93,7 @@ _WHERE = {
     "SHARPNESS_METHODS": "records",
     "sharpness_numerical": "numerical",
     "top_eigenvector": "sharpness",
+    "top_mode_products": "balance",
     "unflatten": "products",
     "WINDOW": "records",
 }
@@ -107,6 +111,7 @@ __all__ = [
     "default_checkpoints",
     "dense_hessian",
     "descend",
+    "equal_norm_minimizer",
     "escape",
     "escape_batch",
     "flatten",
@@ -133,6 +138,7 @@ __all__ = [
     "sharpness_closed_form",
     "sharpness_numerical",
     "top_eigenvector",
+    "top_mode_products",
     "unflatten",
 ]
 

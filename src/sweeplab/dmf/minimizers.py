@@ -20,6 +20,7 @@ from .validation import as_target, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "balanced_minimizer",
+    "equal_norm_minimizer",
     "gauge_minimizer",
     "gaussian_minimizer",
     "haar_orthogonal",
@@ -196,6 +197,78 @@ def gaussian_minimizer(
         rng.standard_normal((chain[i + 1], chain[i])) / np.sqrt(chain[i])
         for i in range(len(chain) - 1)
     ]
+    prod = ws[0]
+    for w in ws[1:]:
+        prod = w @ prod
+    return ws, prod
+
+
+def equal_norm_minimizer(
+    dims: Sequence[int], values: ArrayLike, rng: np.random.Generator | None = None
+) -> tuple[list[Matrix], Matrix]:
+    """Return a minimizer whose layers all share one spectrum, yet which is not the flattest.
+
+    Generalizes ``W_1 = diag(2, 1)``, ``W_2 = diag(1, 2)`` (spec §8: equal spectral norms,
+    sharpness 16 against a flattest 8). With ``r = len(values)`` and ``Q_i`` (``d_i × r``,
+    orthonormal columns), layer ``i = 1..L`` is ``W_i = Q_i D_i Q_{i-1}^T`` with
+    ``D_i = diag(values[(j + i − 1) mod r])_{j=0..r−1}``: every layer has the singular values
+    ``values`` (so equal spectral, Frobenius and Schatten norms), the layers are aligned, and
+    mode ``j`` of the product is ``σ_j = Π_i values[(j + i − 1) mod r]``. The target is the
+    product ``M = Q_L diag(σ) Q_0^T``.
+
+    Never the flattest: a top mode ``j`` sees at least two different values along the chain
+    (``L >= 2``, ``r >= 2``, distinct values), so its partial products ``σ_j / D_i[j]`` are not
+    all equal, and the rank-one direction ``u_j v_jᵀ`` already gives ``λ_max(K) >
+    L σ_1^{2−2/L}`` by the strict AM–GM inequality: ``sharpness > flattest_sharpness``.
+    (With a dimension 1, or for depth 2 with ``‖W_i‖₂ = ‖M‖₂^{1/2}``, equal spectral norms do
+    force flatness; hence ``r >= 2``.)
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Full chain ``(d_0, d_1, ..., d_L)``, ``L >= 2``, every ``d_i >= r``.
+    values : array_like, shape (r,)
+        The shared singular values: ``r >= 2`` pairwise distinct positive finite numbers.
+    rng : numpy.random.Generator, optional
+        If given, the ``Q_i`` are Haar-random; otherwise the first ``r`` columns of the
+        identity (then ``dims = (2, 2, 2)``, ``values = (2, 1)`` is the spec's example).
+
+    Returns
+    -------
+    weights : list of ndarray
+        ``W_1..W_L``, ``W_i`` of shape ``(d_i, d_{i-1})``.
+    target : ndarray, shape (d_L, d_0)
+        Their product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sweeplab import dmf
+    >>> ws, m = dmf.equal_norm_minimizer((2, 2, 2), [2.0, 1.0])
+    >>> [np.diag(w).tolist() for w in ws], np.diag(m).tolist()
+    ([[2.0, 1.0], [1.0, 2.0]], [2.0, 2.0])
+    >>> dmf.sharpness(ws), dmf.flattest_sharpness(m, 2)
+    (16.0, 8.0)
+
+    """
+    chain = _check_dims(dims, "dims", 3)
+    if rng is not None:
+        _check_rng(rng)
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    r = vals.size
+    if r < 2:
+        raise ValueError(f"values must hold r >= 2 singular values, got {r}")
+    if not (np.all(np.isfinite(vals)) and np.all(vals > 0)):
+        raise ValueError(f"values must be positive and finite, got {vals.tolist()}")
+    if np.unique(vals).size != r:
+        raise ValueError(f"values must be pairwise distinct, got {vals.tolist()}")
+    if min(chain) < r:
+        raise ValueError(
+            f"every dimension of dims must be >= len(values) = {r}, got dims = {list(chain)}"
+        )
+    qs = [haar_orthogonal(d, rng, r) if rng is not None else np.eye(d, r) for d in chain]
+    idx = np.arange(r)
+    ws = [(qs[i + 1] * vals[(idx + i) % r]) @ qs[i].T for i in range(len(chain) - 1)]
     prod = ws[0]
     for w in ws[1:]:
         prod = w @ prod
