@@ -23,11 +23,12 @@ Families: balanced (the flattest), gauge (random gauge of it, spreads 0, 0.3, 1)
 equal-norm (dmf.equal_norm_minimizer, values exp(U(-1, 1))), equal-spectrum (every
 layer has the top singular values of one shared spectrum exp(U(-1, 1)), with Haar-random
 singular vectors, so equal spectral norms but misaligned layers), scalar (all-scalar chains),
-top-aligned (aligned layers, top mode balanced, other modes unbalanced by a random log-spread
-c in [0.01, 1.5]), top-gauge (a balanced minimizer gauged by G_i that fix the top mode's hidden
-vector, log-spread c in [0.01, 1.5]), dead-modes (a balanced minimizer plus hidden-to-hidden
-blocks on modes the chain never reaches, norms ||M||^(1/L) exp(c z)), and the hand-built
-examples diag(2,1), diag(1,2) and diag(1, 1.2), diag(1, 0.5), diag(1, 0.5).
+top-balanced (dmf.top_balanced_minimizer: aligned layers, top mode balanced, other modes
+unbalanced, log-spread c log-uniform in [0.01, 1.5]), top-gauge (a balanced minimizer gauged
+by G_i that fix the top mode's hidden vector, log-spread c in [0.01, 1.5]), dead-modes (a
+balanced minimizer plus hidden-to-hidden blocks on modes the chain never reaches, norms
+||M||^(1/L) exp(c z)), and the hand-built examples diag(2,1), diag(1,2) and diag(1, 1.2),
+diag(1, 0.5), diag(1, 0.5).
 """
 
 from __future__ import annotations
@@ -72,20 +73,6 @@ def measures(ws: list[np.ndarray], target: np.ndarray) -> dict[str, float]:
         "spectral=M": float(b.spectral_norms.max() / s1 ** (1 / depth) - 1),
         "top-mode": float(max(top) / s1 ** ((depth - 1) / depth) - 1),
     }
-
-
-def top_aligned(dio, widths, rng):
-    """Aligned minimizer of a Gaussian target: top mode balanced, other modes not."""
-    depth = len(widths) + 1
-    target = rng.standard_normal((dio, dio))
-    u, s, vt = np.linalg.svd(target)
-    c = np.exp(rng.uniform(np.log(0.01), np.log(1.5)))
-    logs = rng.standard_normal((depth, dio))
-    logs -= logs.mean(axis=0)
-    logs[:, 0] = 0.0
-    vals = s ** (1 / depth) * np.exp(c * logs)  # (L, r), product over layers = s
-    qs = [vt.T] + [dmf.haar_orthogonal(d, rng, dio) for d in widths] + [u]
-    return [(qs[i + 1] * vals[i]) @ qs[i].T for i in range(depth)], target
 
 
 def top_gauge(dio, widths, rng):
@@ -201,7 +188,9 @@ def generate(seeds: int, quick: bool):
                         for spread in (0.0, 0.3, 1.0):
                             yield (f"gauge {spread}", cls, lab,
                                    dmf.gauge_minimizer(m, widths, rng, spread), m)  # fmt: skip
-                        yield "top-aligned", cls, lab, *top_aligned(dio, widths, rng)
+                        c = np.exp(rng.uniform(np.log(0.01), np.log(1.5)))
+                        yield ("top-balanced", cls, lab,
+                               dmf.top_balanced_minimizer(m, widths, rng, c), m)  # fmt: skip
                         yield "top-gauge", cls, lab, *top_gauge(dio, widths, rng)
                         if depth >= 3 and width > dio:
                             yield "dead-modes", cls, lab, *dead_modes(dio, widths, rng)

@@ -199,3 +199,49 @@ def test_top_mode_balance_necessary_not_sufficient():
     assert not is_flat(ws)
     assert np.prod(top) >= s1**2 * (1 - 1e-12)  # prod_i a_i b_i >= sigma_1^(L-1)
     assert top.max() > s1 ** (2 / 3) * (1 + 1e-6)
+
+
+# --- the top-balanced family -----------------------------------------------------------------
+
+
+def test_top_balanced_minimizer_spectrum_and_top_mode():
+    m = np.diag([3.0, 1.5])
+    for spread, flat in ((0.2, True), (2.0, False)):
+        ws = dmf.top_balanced_minimizer(m, [3, 3], np.random.default_rng(0), spread)
+        np.testing.assert_allclose(product(ws), m, atol=1e-13)
+        np.testing.assert_allclose(dmf.top_mode_products(ws), 3.0 ** (2 / 3), rtol=1e-13)
+        # the nonzero spectrum of the dense Hessian is the aligned closed form over mode pairs
+        evals = np.linalg.eigvalsh(dmf.dense_hessian(ws, m))[-4:]
+        np.testing.assert_allclose(evals, _aligned_eigenvalues_in_modes(ws, m), rtol=1e-10)
+        assert is_flat(ws) == flat
+        assert dmf.balance(ws).imbalance_frobenius.max() > 0.01  # not Frobenius balanced
+
+
+def _aligned_eigenvalues_in_modes(ws, m):
+    """2 Σ_i Π_{l>i} w_lj² Π_{l<i} w_lk² over mode pairs (j, k), w_ij read along the chain."""
+    _, _, vt = np.linalg.svd(m)
+    q = vt.T  # Q_0 = V: columns are the modes
+    vals = []
+    for w in ws:
+        img = w @ q  # = Q_i diag(w_i)
+        d = np.linalg.norm(img, axis=0)
+        vals.append(d)
+        q = img / d
+    vals = np.array(vals)
+    depth, r = vals.shape
+    out = [
+        2 * sum(np.prod(vals[i + 1 :, j] ** 2) * np.prod(vals[:i, k] ** 2) for i in range(depth))
+        for j in range(r)
+        for k in range(r)
+    ]
+    return np.sort(out)
+
+
+def test_top_balanced_minimizer_special_cases_and_bad_input():
+    m = np.random.default_rng(8).standard_normal((2, 2))
+    ws = dmf.top_balanced_minimizer(m, [2, 2], np.random.default_rng(1), 0.0)
+    assert is_flat(ws) and dmf.balance(ws).imbalance_frobenius.max() < 1e-12
+    with pytest.raises(ValueError, match="spread"):
+        dmf.top_balanced_minimizer(m, [2], np.random.default_rng(1), -1.0)
+    with pytest.raises(ValueError, match="rank of target is 2"):
+        dmf.top_balanced_minimizer(m, [1], np.random.default_rng(1), 0.5)

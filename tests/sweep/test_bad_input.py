@@ -327,7 +327,7 @@ def test_aggregate_with_invalid_settings_is_a_usage_error_in_one_line(tmp_path):
          "sharpness.gauge_spread: -1 is less than the minimum of 0"),
         ("sharpness", {"family": ["bogus"]},
          "sharpness.family[0]: 'bogus' is not one of ['balanced', 'gauge', 'gaussian', "
-         "'equal-norm']"),
+         "'equal-norm', 'top-balanced']"),
         ("escape", {"max_steps": "many"}, "escape.max_steps: 'many' is not of type 'integer'"),
         ("sharpness", {"seeds_per_block": 2},
          "sharpness: Additional properties are not allowed ('seeds_per_block' was unexpected); "

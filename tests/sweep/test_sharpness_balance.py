@@ -13,7 +13,7 @@ from sweeplab.sweep.cluster import dask_client
 from sweeplab.sweep.experiments import sharpness_minimizer
 
 SECTION = {
-    "depth": [2, 3], "width": [3], "d_io": [2], "family": ["gauge", "equal-norm"],
+    "depth": [2, 3], "width": [3], "d_io": [2], "family": ["gauge", "equal-norm", "top-balanced"],
     "seeds": 1, "gauge_spread": 0.5, "lanczos_tol": 1e-12, "dense_max_params": 100,
 }  # fmt: skip
 
@@ -53,15 +53,18 @@ def test_sharpness_balance_variables_match_direct_computation():
     points = grid.points(np.arange(len(grid.keys)))
     with dask_client(1) as client:
         ds = compute_points(REGISTRY["sharpness"], points, SECTION, client)
-    assert int(ds.sizes["point"]) == 4 and (ds.status.values == 0).all()
-    for k in range(4):
+    assert int(ds.sizes["point"]) == 6 and (ds.status.values == 0).all()
+    for k in range(6):
         point = ds.isel(point=k)
         depth, family = int(point.depth), str(point.family.item())
         ws, target = sharpness_minimizer(depth, 3, 2, family, int(point.seed), 0.5)
         for name, value in _direct(ws, target).items():
             assert float(point[name]) == pytest.approx(value, rel=1e-9, abs=1e-12), name
         gap = float(point.exact) / float(point.flattest) - 1
-        assert gap > 1e-3  # neither family is flat at gauge_spread 0.5
+        if family == "top-balanced":  # the necessary condition holds, whether flat or not
+            assert abs(float(point.top_mode_excess)) <= 1e-12
+        else:
+            assert gap > 1e-3  # gauge (spread 0.5) and equal-norm are not flat
         if family == "equal-norm":  # shared spectrum, sharpness checked by the dense Hessian
             assert float(point.spectral_spread) <= 1e-14
             assert float(point.rel_err_dense) <= 1e-10

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         gaussian_minimizer,
         haar_orthogonal,
         scalar_minimizer,
+        top_balanced_minimizer,
     )
     from .numerical import dense_hessian, sharpness_numerical
     from .products import flatten, left_products, right_products, unflatten
@@ -92,6 +93,7 @@ _WHERE = {
     "sharpness_closed_form": "sharpness",
     "SHARPNESS_METHODS": "records",
     "sharpness_numerical": "numerical",
+    "top_balanced_minimizer": "minimizers",
     "top_eigenvector": "sharpness",
     "top_mode_products": "balance",
     "unflatten": "products",
@@ -137,6 +139,7 @@ __all__ = [
     "sharpness_bound",
     "sharpness_closed_form",
     "sharpness_numerical",
+    "top_balanced_minimizer",
     "top_eigenvector",
     "top_mode_products",
     "unflatten",

@@ -25,6 +25,7 @@ __all__ = [
     "gaussian_minimizer",
     "haar_orthogonal",
     "scalar_minimizer",
+    "top_balanced_minimizer",
 ]
 
 Matrix = NDArray[np.float64]
@@ -169,6 +170,63 @@ def gauge_minimizer(
         out.append(w_new)
         g_inv_prev = g_inv
     return out
+
+
+def top_balanced_minimizer(
+    target: ArrayLike, widths: Sequence[int], rng: np.random.Generator, spread: float
+) -> list[Matrix]:
+    """Return an aligned minimizer whose top mode is balanced and whose other modes are not.
+
+    With the compact SVD ``M = U Σ V^T`` of rank ``r`` and Haar ``Q_i`` (``d_i × r``) as in
+    :func:`balanced_minimizer`: ``W_i = Q_i diag(w_i) Q_{i−1}^T`` with ``w_{i1} = σ_1^{1/L}``
+    and, for the modes ``j >= 2``, ``w_{ij} = σ_j^{1/L} exp(s_{ij})``, ``s_{ij} = spread
+    (z_{ij} − mean_i z_{ij})``, ``z ~ Uniform(−1, 1)`` i.i.d. (so ``Π_i w_{ij} = σ_j``).
+
+    The top mode meets the necessary condition of flatness
+    (:func:`~sweeplab.dmf.top_mode_products` all ``σ_1^{(L−1)/L}``), but the layers are
+    neither Frobenius- nor (for large ``spread``) spectrally balanced. The Hessian eigenvalues
+    are ``2 Σ_i Π_{l>i} w_{lj}² Π_{l<i} w_{lk}²`` over the mode pairs ``(j, k)`` (aligned
+    layers: ``K`` is diagonal in the modes), so the minimizer is the flattest exactly when no
+    pair exceeds ``L σ_1^{2−2/L}``: small spreads give flat, unbalanced minimizers, large ones
+    sharp minimizers whose top mode is still balanced. ``spread = 0`` (or rank 1) gives the
+    balanced minimizer.
+
+    Parameters
+    ----------
+    target : array_like
+        Target ``M`` of shape ``(d_L, d_0)``.
+    widths : sequence of int
+        Hidden widths ``(d_1, ..., d_{L-1})``, each ``>= rank M``.
+    rng : numpy.random.Generator
+        Source of the ``Q_i`` and of ``z``.
+    spread : float
+        Scale ``>= 0`` of the log-values of the modes ``j >= 2`` (dimensionless).
+
+    Returns
+    -------
+    list of ndarray
+        ``L = len(widths) + 1`` layers with ``W_L⋯W_1 = M`` (to rounding).
+
+    """
+    _check_rng(rng)
+    spread = check_nonnegative(spread, "spread")
+    ws = balanced_minimizer(target, widths, rng=rng)
+    depth = len(ws)
+    m = as_target(target)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    r = int(np.count_nonzero(s > 1e-12 * s[0])) if s[0] > 0 else 0
+    if r < 2 or spread == 0.0 or depth < 2:
+        return ws
+    z = rng.uniform(-1.0, 1.0, size=(depth, r))
+    logs = spread * (z - z.mean(axis=0))
+    logs[:, 0] = 0.0
+    vals = s[:r] ** (1.0 / depth) * np.exp(logs)  # (L, r); product over layers = σ
+    # the bases of the balanced minimizer: Q_0 = V, Q_i (hidden), Q_L = U
+    qs: list[Matrix] = [vt[:r].T]
+    for w in ws[:-1]:
+        qs.append(w @ qs[-1] / s[:r] ** (1.0 / depth))
+    qs.append(u[:, :r])
+    return [(qs[i + 1] * vals[i]) @ qs[i].T for i in range(depth)]
 
 
 def gaussian_minimizer(

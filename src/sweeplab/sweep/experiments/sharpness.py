@@ -34,7 +34,7 @@ __all__ = [
 RETRIES = 2  # a task whose worker dies is resubmitted this many times
 
 DIMS = ("depth", "width", "dio", "family", "seed")
-FAMILIES = ("balanced", "gauge", "gaussian", "equal-norm")
+FAMILIES = ("balanced", "gauge", "gaussian", "equal-norm", "top-balanced")
 
 
 def _var(units: str, long_name: str) -> Var:
@@ -47,7 +47,8 @@ def sharpness_minimizer(
     """Return the minimizer (weights, target) of one sharpness point (deterministic in its seed).
 
     ``equal-norm``: :func:`sweeplab.dmf.equal_norm_minimizer` with ``r = min(width, dio)``
-    shared singular values ``exp(Uniform(−1, 1))`` (needs ``depth, r >= 2``).
+    shared singular values ``exp(Uniform(−1, 1))`` (needs ``depth, r >= 2``);
+    ``top-balanced``: :func:`sweeplab.dmf.top_balanced_minimizer` with ``spread``.
     """
     rng = np.random.default_rng(
         point_seed(seed, "sharpness", depth=depth, width=width, dio=dio, family=family)
@@ -63,6 +64,8 @@ def sharpness_minimizer(
         return dmf.balanced_minimizer(target, widths, rng=rng), target
     if family == "gauge":
         return dmf.gauge_minimizer(target, widths, rng, spread), target
+    if family == "top-balanced":
+        return dmf.top_balanced_minimizer(target, widths, rng, spread), target
     raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
 
 
@@ -156,10 +159,10 @@ def n_params(columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 class Sharpness(Experiment):
-    """Exact sharpness at minimizers of four families, with every independent check."""
+    """Exact sharpness at minimizers of five families, with every independent check."""
 
     name = "sharpness"
-    version = 2  # 2: trace, balance measures and the equal-norm family
+    version = 2  # 2: trace, balance measures, the equal-norm and top-balanced families
     order = 10
     axes = (
         Axis("depth", "depth", int, "1", "number of layers L"),
@@ -213,21 +216,24 @@ class Sharpness(Experiment):
             "and how far the largest product and the largest top-mode product exceed "
             "||M||_2^((L-1)/L) (`product_excess`, `top_mode_excess`); all dimensionless. "
             "equal-norm minimizers have equal spectral norms (and, at depth 2, constant "
-            "products) yet are not the flattest. Within these families only the flattest has "
-            "every measure 0; bench/flatness_balance.py adds families that separate them.",
+            "products) yet are not the flattest; top-balanced minimizers (balanced top mode, "
+            "other modes spread by gauge_spread) are often the flattest with unbalanced layers, "
+            "and sometimes sharp with a balanced top mode.",
         ),
     )
     threads, mem_mb, runtime = 2, 4000, 30
 
     def validate(self, section: Mapping[str, Any]) -> None:
-        """Widths must reach the target's rank (balanced, gauge); equal-norm needs two modes."""
+        """Widths must reach the target's rank for the aligned families; equal-norm needs two."""
         super().validate(section)
+        aligned = ("balanced", "gauge", "top-balanced")
         for w in section["width"]:
             for dio in section["d_io"]:
-                if w < dio and any(f in ("balanced", "gauge") for f in section["family"]):
+                if w < dio and any(f in aligned for f in section["family"]):
                     raise ValueError(
-                        f"sharpness.width = {w} is below sharpness.d_io = {dio}: balanced and "
-                        "gauge minimizers need every hidden width >= rank of the target"
+                        f"sharpness.width = {w} is below sharpness.d_io = {dio}: balanced, "
+                        "gauge and top-balanced minimizers need every hidden width >= rank of "
+                        "the target"
                     )
         if "equal-norm" in section["family"]:
             low = min(min(section["width"]), min(section["d_io"]))
