@@ -84,8 +84,9 @@ Before any job runs, the config is checked against the JSON schema
 and then by each selected experiment (`sweeplab.sweep.validate_config`) for what a schema
 cannot express: channel geometries valid for every `D` (receiver inside the fluid, clear of the
 planes), `t_end`, `bin_width` and `symbol_time` whole numbers of steps of every `dt`, sharpness
-widths at least `d_io` for the balanced and gauge families, and axis values that would give
-the same block name. The error names the key and the value.
+widths at least `d_io` for the balanced, gauge and top-balanced families (and depth, widths
+and `d_io` at least 2 for equal-norm), and axis values that would give the same block name.
+The error names the key and the value.
 
 ## Parameters
 

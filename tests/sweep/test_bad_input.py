@@ -181,7 +181,7 @@ def _edit(key, value):
         (_edit("columns.depth.values", ["x"]), r"invalid literal for int\(\) .*'x'"),
         (_edit("format", "sweeplab-plan-0"),
          r"format 'sweeplab-plan-0' is not 'sweeplab-plan-1'"),
-        (_edit("version", 0), r"planned for sharpness version 0, this sweeplab has version 1"),
+        (_edit("version", 0), r"planned for sharpness version 0, this sweeplab has version 2"),
         (_edit("experiment", "bogus"), r"unknown experiment 'bogus'"),
         (_edit("columns", None), r"malformed \(TypeError"),
         (_edit("settings", [1]), r"malformed \(TypeError"),
@@ -328,7 +328,8 @@ def test_aggregate_with_invalid_settings_is_a_usage_error_in_one_line(tmp_path):
         ("sharpness", {"gauge_spread": -1},
          "sharpness.gauge_spread: -1 is less than the minimum of 0"),
         ("sharpness", {"family": ["bogus"]},
-         "sharpness.family[0]: 'bogus' is not one of ['balanced', 'gauge', 'gaussian']"),
+         "sharpness.family[0]: 'bogus' is not one of ['balanced', 'gauge', 'gaussian', "
+         "'equal-norm', 'top-balanced']"),
         ("escape", {"max_steps": "many"}, "escape.max_steps: 'many' is not of type 'integer'"),
         ("sharpness", {"seeds_per_block": 2},
          "sharpness: Additional properties are not allowed ('seeds_per_block' was unexpected); "

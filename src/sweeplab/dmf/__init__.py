@@ -28,16 +28,19 @@ if TYPE_CHECKING:
         gradient_flow_limit,
         hessian_trace,
         mode_thresholds,
+        top_mode_products,
     )
     from .derivatives import gradient, hvp, loss
     from .descend import DESCEND_OUTCOMES, DescendResult, descend
     from .escape import EscapeResult, escape, escape_batch, null_direction, predicted_escape_step
     from .minimizers import (
         balanced_minimizer,
+        equal_norm_minimizer,
         gauge_minimizer,
         gaussian_minimizer,
         haar_orthogonal,
         scalar_minimizer,
+        top_balanced_minimizer,
     )
     from .numerical import dense_hessian, sharpness_numerical
     from .products import flatten, left_products, right_products, unflatten
@@ -61,6 +64,7 @@ _WHERE = {
     "descend": "descend",
     "DESCEND_OUTCOMES": "descend",
     "DescendResult": "descend",
+    "equal_norm_minimizer": "minimizers",
     "escape": "escape",
     "escape_batch": "escape",
     "EscapeResult": "escape",
@@ -89,7 +93,9 @@ _WHERE = {
     "sharpness_closed_form": "sharpness",
     "SHARPNESS_METHODS": "records",
     "sharpness_numerical": "numerical",
+    "top_balanced_minimizer": "minimizers",
     "top_eigenvector": "sharpness",
+    "top_mode_products": "balance",
     "unflatten": "products",
     "WINDOW": "records",
 }
@@ -107,6 +113,7 @@ __all__ = [
     "default_checkpoints",
     "dense_hessian",
     "descend",
+    "equal_norm_minimizer",
     "escape",
     "escape_batch",
     "flatten",
@@ -132,7 +139,9 @@ __all__ = [
     "sharpness_bound",
     "sharpness_closed_form",
     "sharpness_numerical",
+    "top_balanced_minimizer",
     "top_eigenvector",
+    "top_mode_products",
     "unflatten",
 ]
 

@@ -2,6 +2,8 @@
 
 * :func:`balance`: layer norms, the products ``‖A_i‖₂‖B_i‖₂`` and the imbalances
   ``W_{i+1}ᵀW_{i+1} − W_iW_iᵀ`` (conserved by gradient flow);
+* :func:`top_mode_products`: ``‖A_iᵀu_1‖ ‖B_i v_1‖`` on the top mode ``u_1 v_1ᵀ`` of the
+  product, all equal to ``σ_1^{(L−1)/L}`` at every flattest minimizer;
 * :func:`hessian_trace`: ``tr ∇²L = 2 Σ_i ‖A_i‖_F² ‖B_i‖_F²`` — exact at *every* point, not
   only at minimizers (derivation in its docstring);
 * :func:`mode_thresholds`: the largest step size ``1/(L σ_i^{2−2/L})`` at which target mode
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import brentq
 
 from .sharpness import _products  # (A, B): A[i] is A_i (1..L), B[k] is B_{k+1} (0..L-1)
 from .validation import (
@@ -42,6 +43,7 @@ __all__ = [
     "gradient_flow_limit",
     "hessian_trace",
     "mode_thresholds",
+    "top_mode_products",
 ]
 
 Matrix = NDArray[np.float64]
@@ -273,6 +275,8 @@ def _flow_shift(w2: NDArray[np.float64], m: float) -> float:
         lo *= 0.5
         if lo == 0.0:  # pragma: no cover - needs |m| below the float64 range
             return -base
+    from scipy.optimize import brentq  # lazy: scipy.optimize is slow to import
+
     s = brentq(f, lo, hi, xtol=1e-300, rtol=4 * np.finfo(np.float64).eps, maxiter=500)
     return s - base
 
@@ -372,3 +376,55 @@ def gfs_sharpness(weights: Sequence[ArrayLike], target: ArrayLike) -> float:
     if not math.isfinite(out):
         raise Float64OverflowError("the GFS sharpness overflows float64; rescale the weights")
     return out
+
+
+def top_mode_products(weights: Sequence[ArrayLike]) -> NDArray[np.float64]:
+    """Return ``‖A_iᵀ u_1‖₂ ‖B_i v_1‖₂`` per layer, ``u_1 v_1ᵀ`` the top mode of ``W_L⋯W_1``.
+
+    A necessary condition for flatness (found in ``bench/flatness_balance.py``, proved here):
+    with ``P = W_L⋯W_1 = M`` and its top singular pair ``(u_1, v_1)``, ``σ_1 = u_1ᵀ P v_1 =
+    (A_iᵀu_1)ᵀ(B_{i+1}v_1) <= a_i b_{i+1}`` (``a_i = ‖A_iᵀu_1‖``, ``b_i = ‖B_i v_1‖``,
+    ``a_L = b_1 = 1``), so ``Π_i a_i b_i >= σ_1^{L−1}``; the rank-one direction ``u_1 v_1ᵀ``
+    gives ``λ_max(∇²L) >= 2 Σ_i (a_i b_i)² >= 2 L σ_1^{2−2/L}`` (AM–GM). A minimizer is
+    therefore the flattest only if every entry equals ``σ_1^{(L−1)/L}``. Not sufficient:
+    another direction can be sharper (e.g. ``diag(1, 2)``, ``diag(1, 1/4)``).
+
+    Parameters
+    ----------
+    weights : sequence of array_like
+        Layers ``W_1..W_L`` (any point; the condition concerns minimizers).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        ``a_i b_i`` for ``i = 1..L`` (units of the product's entries to the power
+        ``(L−1)/L`` at a balanced point); zeros if the product is zero. When ``σ_1`` is
+        degenerate the pair is numpy's SVD choice; the necessary condition holds for every
+        top pair.
+
+    Raises
+    ------
+    ValueError
+        On invalid weights, or (as
+        :class:`~sweeplab.dmf.validation.Float64OverflowError`) on float64 overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sweeplab import dmf
+    >>> dmf.top_mode_products([np.diag([1.0, 2.0]), np.diag([1.0, 0.25])]).tolist()
+    [1.0, 1.0]
+
+    """
+    ws = as_weights(weights)
+    a, b = _products(ws)
+    p = a[0]  # A_0 = W_L⋯W_1
+    if not np.any(p):
+        return _readonly([0.0] * len(ws))
+    u, _, vt = np.linalg.svd(p)
+    u1, v1 = u[:, 0], vt[0]
+    out = [
+        float(np.linalg.norm(a[i + 1].T @ u1) * np.linalg.norm(b[i] @ v1)) for i in range(len(ws))
+    ]
+    check_finite_result(out, "the top-mode products", ws)
+    return _readonly(out)

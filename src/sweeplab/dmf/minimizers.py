@@ -20,10 +20,12 @@ from .validation import as_target, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "balanced_minimizer",
+    "equal_norm_minimizer",
     "gauge_minimizer",
     "gaussian_minimizer",
     "haar_orthogonal",
     "scalar_minimizer",
+    "top_balanced_minimizer",
 ]
 
 Matrix = NDArray[np.float64]
@@ -170,6 +172,63 @@ def gauge_minimizer(
     return out
 
 
+def top_balanced_minimizer(
+    target: ArrayLike, widths: Sequence[int], rng: np.random.Generator, spread: float
+) -> list[Matrix]:
+    """Return an aligned minimizer whose top mode is balanced and whose other modes are not.
+
+    With the compact SVD ``M = U Σ V^T`` of rank ``r`` and Haar ``Q_i`` (``d_i × r``) as in
+    :func:`balanced_minimizer`: ``W_i = Q_i diag(w_i) Q_{i−1}^T`` with ``w_{i1} = σ_1^{1/L}``
+    and, for the modes ``j >= 2``, ``w_{ij} = σ_j^{1/L} exp(s_{ij})``, ``s_{ij} = spread
+    (z_{ij} − mean_i z_{ij})``, ``z ~ Uniform(−1, 1)`` i.i.d. (so ``Π_i w_{ij} = σ_j``).
+
+    The top mode meets the necessary condition of flatness
+    (:func:`~sweeplab.dmf.top_mode_products` all ``σ_1^{(L−1)/L}``), but the layers are
+    neither Frobenius- nor (for large ``spread``) spectrally balanced. The Hessian eigenvalues
+    are ``2 Σ_i Π_{l>i} w_{lj}² Π_{l<i} w_{lk}²`` over the mode pairs ``(j, k)`` (aligned
+    layers: ``K`` is diagonal in the modes), so the minimizer is the flattest exactly when no
+    pair exceeds ``L σ_1^{2−2/L}``: small spreads give flat, unbalanced minimizers, large ones
+    sharp minimizers whose top mode is still balanced. ``spread = 0`` (or rank 1) gives the
+    balanced minimizer.
+
+    Parameters
+    ----------
+    target : array_like
+        Target ``M`` of shape ``(d_L, d_0)``.
+    widths : sequence of int
+        Hidden widths ``(d_1, ..., d_{L-1})``, each ``>= rank M``.
+    rng : numpy.random.Generator
+        Source of the ``Q_i`` and of ``z``.
+    spread : float
+        Scale ``>= 0`` of the log-values of the modes ``j >= 2`` (dimensionless).
+
+    Returns
+    -------
+    list of ndarray
+        ``L = len(widths) + 1`` layers with ``W_L⋯W_1 = M`` (to rounding).
+
+    """
+    _check_rng(rng)
+    spread = check_nonnegative(spread, "spread")
+    ws = balanced_minimizer(target, widths, rng=rng)
+    depth = len(ws)
+    m = as_target(target)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    r = int(np.count_nonzero(s > 1e-12 * s[0])) if s[0] > 0 else 0
+    if r < 2 or spread == 0.0 or depth < 2:
+        return ws
+    z = rng.uniform(-1.0, 1.0, size=(depth, r))
+    logs = spread * (z - z.mean(axis=0))
+    logs[:, 0] = 0.0
+    vals = s[:r] ** (1.0 / depth) * np.exp(logs)  # (L, r); product over layers = σ
+    # the bases of the balanced minimizer: Q_0 = V, Q_i (hidden), Q_L = U
+    qs: list[Matrix] = [vt[:r].T]
+    for w in ws[:-1]:
+        qs.append(w @ qs[-1] / s[:r] ** (1.0 / depth))
+    qs.append(u[:, :r])
+    return [(qs[i + 1] * vals[i]) @ qs[i].T for i in range(depth)]
+
+
 def gaussian_minimizer(
     dims: Sequence[int], rng: np.random.Generator
 ) -> tuple[list[Matrix], Matrix]:
@@ -196,6 +255,78 @@ def gaussian_minimizer(
         rng.standard_normal((chain[i + 1], chain[i])) / np.sqrt(chain[i])
         for i in range(len(chain) - 1)
     ]
+    prod = ws[0]
+    for w in ws[1:]:
+        prod = w @ prod
+    return ws, prod
+
+
+def equal_norm_minimizer(
+    dims: Sequence[int], values: ArrayLike, rng: np.random.Generator | None = None
+) -> tuple[list[Matrix], Matrix]:
+    """Return a minimizer whose layers all share one spectrum, yet which is not the flattest.
+
+    Generalizes ``W_1 = diag(2, 1)``, ``W_2 = diag(1, 2)`` (spec §8: equal spectral norms,
+    sharpness 16 against a flattest 8). With ``r = len(values)`` and ``Q_i`` (``d_i × r``,
+    orthonormal columns), layer ``i = 1..L`` is ``W_i = Q_i D_i Q_{i-1}^T`` with
+    ``D_i = diag(values[(j + i − 1) mod r])_{j=0..r−1}``: every layer has the singular values
+    ``values`` (so equal spectral, Frobenius and Schatten norms), the layers are aligned, and
+    mode ``j`` of the product is ``σ_j = Π_i values[(j + i − 1) mod r]``. The target is the
+    product ``M = Q_L diag(σ) Q_0^T``.
+
+    Never the flattest: a top mode ``j`` sees at least two different values along the chain
+    (``L >= 2``, ``r >= 2``, distinct values), so its partial products ``σ_j / D_i[j]`` are not
+    all equal, and the rank-one direction ``u_j v_jᵀ`` already gives ``λ_max(K) >
+    L σ_1^{2−2/L}`` by the strict AM–GM inequality: ``sharpness > flattest_sharpness``.
+    (With a dimension 1, or for depth 2 with ``‖W_i‖₂ = ‖M‖₂^{1/2}``, equal spectral norms do
+    force flatness; hence ``r >= 2``.)
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Full chain ``(d_0, d_1, ..., d_L)``, ``L >= 2``, every ``d_i >= r``.
+    values : array_like, shape (r,)
+        The shared singular values: ``r >= 2`` pairwise distinct positive finite numbers.
+    rng : numpy.random.Generator, optional
+        If given, the ``Q_i`` are Haar-random; otherwise the first ``r`` columns of the
+        identity (then ``dims = (2, 2, 2)``, ``values = (2, 1)`` is the spec's example).
+
+    Returns
+    -------
+    weights : list of ndarray
+        ``W_1..W_L``, ``W_i`` of shape ``(d_i, d_{i-1})``.
+    target : ndarray, shape (d_L, d_0)
+        Their product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sweeplab import dmf
+    >>> ws, m = dmf.equal_norm_minimizer((2, 2, 2), [2.0, 1.0])
+    >>> [np.diag(w).tolist() for w in ws], np.diag(m).tolist()
+    ([[2.0, 1.0], [1.0, 2.0]], [2.0, 2.0])
+    >>> dmf.sharpness(ws), dmf.flattest_sharpness(m, 2)
+    (16.0, 8.0)
+
+    """
+    chain = _check_dims(dims, "dims", 3)
+    if rng is not None:
+        _check_rng(rng)
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    r = vals.size
+    if r < 2:
+        raise ValueError(f"values must hold r >= 2 singular values, got {r}")
+    if not (np.all(np.isfinite(vals)) and np.all(vals > 0)):
+        raise ValueError(f"values must be positive and finite, got {vals.tolist()}")
+    if np.unique(vals).size != r:
+        raise ValueError(f"values must be pairwise distinct, got {vals.tolist()}")
+    if min(chain) < r:
+        raise ValueError(
+            f"every dimension of dims must be >= len(values) = {r}, got dims = {list(chain)}"
+        )
+    qs = [haar_orthogonal(d, rng, r) if rng is not None else np.eye(d, r) for d in chain]
+    idx = np.arange(r)
+    ws = [(qs[i + 1] * vals[(idx + i) % r]) @ qs[i].T for i in range(len(chain) - 1)]
     prod = ws[0]
     for w in ws[1:]:
         prod = w @ prod

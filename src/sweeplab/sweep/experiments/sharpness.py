@@ -1,4 +1,8 @@
-"""Sharpness experiment: exact λ_max at minimizers vs closed forms, bounds and eigensolvers."""
+"""Sharpness experiment: exact λ_max at minimizers vs closed forms, bounds and eigensolvers.
+
+Each minimizer also gets its Hessian trace and scalar balance measures (issue 20, item 3), to
+test which balance makes a minimum flat (``bench/flatness_balance.py``).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,19 @@ if TYPE_CHECKING:
 
 from .base import Axis, Experiment, FigureSpec, Points, Var, status_vars
 
-__all__ = ["EXPERIMENT", "SHARPNESS", "sharpness_minimizer", "sharpness_point"]
+__all__ = [
+    "EXPERIMENT",
+    "FAMILIES",
+    "SHARPNESS",
+    "balance_measures",
+    "sharpness_minimizer",
+    "sharpness_point",
+]
 
 RETRIES = 2  # a task whose worker dies is resubmitted this many times
 
 DIMS = ("depth", "width", "dio", "family", "seed")
+FAMILIES = ("balanced", "gauge", "gaussian", "equal-norm", "top-balanced")
 
 
 def _var(units: str, long_name: str) -> Var:
@@ -32,19 +44,59 @@ def _var(units: str, long_name: str) -> Var:
 def sharpness_minimizer(
     depth: int, width: int, dio: int, family: str, seed: int, spread: float
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Return the minimizer (weights, target) of one sharpness point (deterministic in its seed)."""
+    """Return the minimizer (weights, target) of one sharpness point (deterministic in its seed).
+
+    ``equal-norm``: :func:`sweeplab.dmf.equal_norm_minimizer` with ``r = min(width, dio)``
+    shared singular values ``exp(Uniform(−1, 1))`` (needs ``depth, r >= 2``);
+    ``top-balanced``: :func:`sweeplab.dmf.top_balanced_minimizer` with ``spread``.
+    """
     rng = np.random.default_rng(
         point_seed(seed, "sharpness", depth=depth, width=width, dio=dio, family=family)
     )
     widths = [width] * (depth - 1)
     if family == "gaussian":
         return dmf.gaussian_minimizer((dio, *widths, dio), rng)
+    if family == "equal-norm":
+        values = np.exp(rng.uniform(-1.0, 1.0, min(width, dio)))
+        return dmf.equal_norm_minimizer((dio, *widths, dio), values, rng)
     target = rng.standard_normal((dio, dio))
     if family == "balanced":
         return dmf.balanced_minimizer(target, widths, rng=rng), target
     if family == "gauge":
         return dmf.gauge_minimizer(target, widths, rng, spread), target
-    raise ValueError(f"family must be one of balanced, gauge, gaussian; got {family!r}")
+    if family == "top-balanced":
+        return dmf.top_balanced_minimizer(target, widths, rng, spread), target
+    raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+
+
+def balance_measures(weights: list[np.ndarray], target: np.ndarray) -> dict[str, float]:
+    """Hessian trace and relative balance measures of a minimizer (each 0 when balanced).
+
+    With ``p_i = ‖A_i‖₂‖B_i‖₂``, ``s = ‖M‖₂`` and ``L`` layers: ``imbalance_frobenius =
+    max_i ‖W_{i+1}ᵀW_{i+1} − W_iW_iᵀ‖_F / s^{2/L}`` (0 for ``L = 1``), ``spectral_spread`` and
+    ``product_spread`` = ``(max − min) / max`` of ``‖W_i‖₂`` and of ``p_i``, ``product_excess =
+    max_i p_i / s^{(L−1)/L} − 1`` (0 is sufficient for flatness) and ``top_mode_excess`` the
+    same for :func:`sweeplab.dmf.top_mode_products` (0 is necessary). All dimensionless.
+    """
+    from sweeplab.dmf.balance import balance, hessian_trace, top_mode_products
+
+    depth = len(weights)
+    b = balance(weights)
+    top = top_mode_products(weights)
+    s1 = float(np.linalg.norm(target, 2))
+    imb = float(b.imbalance_frobenius.max()) / s1 ** (2 / depth) if depth > 1 else 0.0
+
+    def spread(x: np.ndarray) -> float:
+        return float((x.max() - x.min()) / x.max())
+
+    return {
+        "trace": hessian_trace(weights),
+        "imbalance_frobenius": imb,
+        "spectral_spread": spread(b.spectral_norms),
+        "product_spread": spread(b.product_norms),
+        "product_excess": float(b.product_norms.max()) / s1 ** ((depth - 1) / depth) - 1.0,
+        "top_mode_excess": float(top.max()) / s1 ** ((depth - 1) / depth) - 1.0,
+    }
 
 
 def sharpness_point(
@@ -80,6 +132,7 @@ def sharpness_point(
         "time_lanczos": t2 - t1,
         "time_dense": t_dense,
         "n_params": float(n_params),
+        **balance_measures(ws, target),
     }
 
 
@@ -106,9 +159,10 @@ def n_params(columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 class Sharpness(Experiment):
-    """Exact sharpness at minimizers of three families, with every independent check."""
+    """Exact sharpness at minimizers of five families, with every independent check."""
 
     name = "sharpness"
+    version = 2  # 2: trace, balance measures, the equal-norm and top-balanced families
     order = 10
     axes = (
         Axis("depth", "depth", int, "1", "number of layers L"),
@@ -131,6 +185,18 @@ class Sharpness(Experiment):
         "time_lanczos": Var(DIMS, "s", "wall time of the Lanczos sharpness", timing=True),
         "time_dense": Var(DIMS, "s", "wall time of the dense-Hessian sharpness", timing=True),
         "n_params": _var("1", "number of parameters N"),
+        "trace": _var("1", "Hessian trace 2 sum_i ||A_i||_F^2 ||B_i||_F^2"),
+        "imbalance_frobenius": _var(
+            "1", "max_i ||W_(i+1)^T W_(i+1) - W_i W_i^T||_F / ||M||_2^(2/L) (0: Frobenius balance)"
+        ),
+        "spectral_spread": _var("1", "(max - min) / max of the layer spectral norms ||W_i||_2"),
+        "product_spread": _var("1", "(max - min) / max of the products ||A_i||_2 ||B_i||_2"),
+        "product_excess": _var(
+            "1", "max_i ||A_i||_2 ||B_i||_2 / ||M||_2^((L-1)/L) - 1 (0 is sufficient for flatness)"
+        ),
+        "top_mode_excess": _var(
+            "1", "max_i ||A_i^T u_1|| ||B_i v_1|| / ||M||_2^((L-1)/L) - 1 (0 is necessary)"
+        ),
         **status_vars(DIMS),
     }
     figures = (
@@ -140,19 +206,43 @@ class Sharpness(Experiment):
             "`exact`, dimensionless) against depth; right: the exact sharpness over the flattest "
             "value 2L||M||^(2-2/L) (`exact`, `flattest`), averaged over seeds and d_io.",
         ),
+        FigureSpec(
+            "sharpness_balance",
+            "Exact sharpness over the flattest value, minus 1 (`exact`, `flattest`; 0 for a "
+            "flattest minimizer, drawn at the floor 1e-16), against five balance measures, one "
+            "dot per minimizer, coloured by family: the Frobenius imbalance "
+            "(`imbalance_frobenius`), the spreads of the layer spectral norms "
+            "(`spectral_spread`) and of the products ||A_i||_2 ||B_i||_2 (`product_spread`), "
+            "and how far the largest product and the largest top-mode product exceed "
+            "||M||_2^((L-1)/L) (`product_excess`, `top_mode_excess`); all dimensionless. "
+            "equal-norm minimizers have equal spectral norms (and, at depth 2, constant "
+            "products) yet are not the flattest; top-balanced minimizers (balanced top mode, "
+            "other modes spread by gauge_spread) are often the flattest with unbalanced layers, "
+            "and sometimes sharp with a balanced top mode.",
+        ),
     )
     threads, mem_mb, runtime = 2, 4000, 30
 
     def validate(self, section: Mapping[str, Any]) -> None:
-        """Widths must reach the target's rank for the balanced and gauge families."""
+        """Widths must reach the target's rank for the aligned families; equal-norm needs two."""
         super().validate(section)
+        aligned = ("balanced", "gauge", "top-balanced")
         for w in section["width"]:
             for dio in section["d_io"]:
-                if w < dio and any(f != "gaussian" for f in section["family"]):
+                if w < dio and any(f in aligned for f in section["family"]):
                     raise ValueError(
-                        f"sharpness.width = {w} is below sharpness.d_io = {dio}: balanced and "
-                        "gauge minimizers need every hidden width >= rank of the target"
+                        f"sharpness.width = {w} is below sharpness.d_io = {dio}: balanced, "
+                        "gauge and top-balanced minimizers need every hidden width >= rank of "
+                        "the target"
                     )
+        if "equal-norm" in section["family"]:
+            low = min(min(section["width"]), min(section["d_io"]))
+            if low < 2 or min(section["depth"]) < 2:
+                raise ValueError(
+                    f"sharpness.family equal-norm needs depth >= 2 and width, d_io >= 2 "
+                    f"(two modes to permute), got min depth {min(section['depth'])}, min "
+                    f"width/d_io {low}: with a dimension 1 equal spectral norms force flatness"
+                )
 
     def point_memory(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
                      ) -> tuple[np.ndarray, str]:  # fmt: skip
