@@ -70,6 +70,7 @@ from .escape import (
     check_checkpoints,
 )
 from .products import flatten, unflatten
+from .records import DESCEND_OUTCOMES
 from .sharpness import flattest_sharpness
 from .validation import (
     as_target,
@@ -93,8 +94,6 @@ logger = logging.getLogger(__name__)
 
 Matrix = NDArray[np.float64]
 
-DESCEND_OUTCOMES: tuple[str, ...] = ("converged", "edge_of_stability", "unconverged", "diverged")
-"""Possible values of :attr:`DescendResult.outcome`."""
 ORBIT_STEPS = 64
 """Length (steps) of the recorded final orbit of an aperiodic or unconverged run."""
 LOSS_TOL_REL_TARGET = 1e-20
