@@ -8,6 +8,8 @@ the first seed. A panel with nothing finite to draw (every run diverged or faile
 
 from __future__ import annotations
 
+import json
+
 import matplotlib as mpl
 
 mpl.use("Agg")
@@ -60,6 +62,24 @@ def _mode_slice(ds: xr.Dataset) -> tuple[xr.Dataset, str]:
     seed = int(ds.seed.values[0])
     sel = ds.sel(spectrum=spectrum, width=width, seed=seed)
     return sel, f"spectrum {spectrum}, width {width}, seed {seed}"
+
+
+def _spectrum_lengths(ds: xr.Dataset) -> dict[str, int]:
+    """Return spectrum name -> number of values, from the stored config (else the data)."""
+    try:
+        spectra = json.loads(ds.attrs["config"])["eos"]["spectra"]
+        return {str(s): len(spectra[str(s)]) for s in ds.spectrum.values}
+    except (KeyError, TypeError, ValueError):
+        return {str(s): _n_modes(ds, str(s)) for s in ds.spectrum.values}
+
+
+def _message(ax: Axes, text: str, title: str = "") -> None:
+    """Turn ``ax`` into a panel stating what the grid lacks (a structural absence)."""
+    ax.text(0.5, 0.5, style.wrap(text), ha="center", va="center", transform=ax.transAxes,
+            color="0.25")  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
 
 
 def _no_finite(ax: Axes, sel: xr.Dataset, what: str, title: str = "") -> None:
@@ -251,7 +271,7 @@ def _over_steps(ax: Axes, p: xr.Dataset, var: str, title: str) -> bool:
     ok = np.array([style.finite_any(v) for v in values])
     chosen = _spread_etas(eta, ok)
     if not chosen:
-        _no_finite(ax, p, f"no finite {var.replace('_', ' ')}", title)
+        _no_finite(ax, p, f"no finite {var.replace('_', ' ')} (every run diverged)", title)
         return False
     for k, i in enumerate(chosen):
         ax.plot(steps, values[i] * eta[i] / 2.0, label=rf"$\eta$ = {eta[i]:.4g}",
@@ -305,23 +325,21 @@ def eos_gfs(ds: xr.Dataset) -> Figure:
 
     """
     title = "Sharpness of the gradient-flow solution (GFS) along gradient descent"
-    scalar = [str(s) for s in ds.spectrum.values if _n_modes(ds, str(s)) == 1]
-    scalar = [s for s in scalar if int(ds.singular_value.sel(spectrum=s).sizes["mode"]) >= 1]
-    has_width1 = 1 in [int(w) for w in ds.width.values]
-    if (
-        not scalar
-        or not has_width1
-        or not style.finite_any(ds.gfs_sharpness.sel(width=1, spectrum=scalar).values)
-    ):
-        # scalar chains are width 1 with a one-value spectrum; GFS is nan for every other chain
-        why = "every scalar-chain run diverged or failed"
-        if not (scalar and has_width1):
-            why = "the grid has no scalar chain (a one-value spectrum with width 1)"
+    lengths = _spectrum_lengths(ds)
+    scalar = [s for s in lengths if lengths[s] == 1]
+    widths = [int(w) for w in ds.width.values]
+    if not scalar or 1 not in widths:
         fig, ax = plt.subplots(figsize=style.size("double", 2.4), layout="constrained")
-        style.no_data(ax, why, title)
+        _message(ax, "the grid has no scalar chain (a one-value spectrum with width 1)", title)
         return fig
     gfs = ds.gfs_sharpness.sel(width=1)
-    spectrum = next(s for s in scalar if style.finite_any(gfs.sel(spectrum=s).values))
+    finite = [s for s in scalar if style.finite_any(gfs.sel(spectrum=s).values)]
+    if not finite:
+        fig, ax = plt.subplots(figsize=style.size("double", 2.4), layout="constrained")
+        sel = ds.sel(width=1, spectrum=scalar)
+        _no_finite(ax, sel, "every scalar-chain run diverged", title)
+        return fig
+    spectrum = finite[0]
     seed = int(ds.seed.values[0])
     depth = int(ds.depth.values.max())
     starts = [str(s) for s in ds.start.values]

@@ -133,7 +133,7 @@ class EtaAxis(Axis):
 
 
 def _dims(n: int, width: int, depth: int) -> tuple[int, ...]:
-    return (n,) if depth == 1 else (n, *([width] * (depth - 1)), n)
+    return (n, n) if depth == 1 else (n, *([width] * (depth - 1)), n)
 
 
 def eos_problem(
