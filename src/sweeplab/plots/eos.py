@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from . import style
 from .style import flags as _flags
@@ -82,6 +83,12 @@ def _message(ax: Axes, text: str, title: str = "") -> None:
     ax.set_title(title)
 
 
+def _eta_axis(ax: Axes) -> None:
+    """Label the step-size axis with at most four ticks (long decimals do not overlap)."""
+    ax.set_xlabel(ETA_LABEL)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+
+
 def _no_finite(ax: Axes, sel: xr.Dataset, what: str, title: str = "") -> None:
     style.no_data(ax, style.reason(sel, what), title)
 
@@ -134,7 +141,7 @@ def eos_bifurcation(ds: xr.Dataset) -> Figure:
                     ax.axvline(t, color=colour, ls="--", lw=0.8)
             ax.set_title(title)
             if r == len(depths) - 1:
-                ax.set_xlabel(ETA_LABEL)
+                _eta_axis(ax)
             if c == 0:
                 ax.set_ylabel(style.label(r"$u_i^\top P v_i$"))
     handles = [Line2D([], [], ls="", marker="o", ms=3, color=style.PALETTE[i % len(style.PALETTE)],
@@ -192,7 +199,7 @@ def eos_sharpness(ds: xr.Dataset) -> Figure:
             ax.plot(eta, flat, ":", color=style.GREY, lw=1)
         ax.axhline(1.0, color="k", lw=1.0)
         ax.set_title(f"start {s}")
-        ax.set_xlabel(ETA_LABEL)
+        _eta_axis(ax)
     axes[0][0].set_ylabel(style.label(r"final sharpness $\times\ \eta/2$"))
     handles: list = [Patch(color=OUTCOME_COLOURS[o], label=o.replace("_", " "))
                      for o in OUTCOME_COLOURS if o in present]  # fmt: skip
@@ -242,7 +249,7 @@ def eos_balance(ds: xr.Dataset) -> Figure:
                 ax.plot(eta, y, label=f"{s}, L = {d}", **style.series(k), ms=2.5)
         ax.axhline(1.0, color=style.GREY, lw=0.8)
         ax.set_title(title)
-        ax.set_xlabel(ETA_LABEL)
+        _eta_axis(ax)
         ax.set_ylabel(style.label(ylabel))
     handles, labels = axes[0][0].get_legend_handles_labels()
     if not handles:
