@@ -470,29 +470,45 @@ class Eos(Experiment):
 
         ``N`` parameters; ``descend`` keeps every checkpoint iterate (``n_ck N``) and the
         final orbit (at most 64 iterates), plus the Kronecker matrix of an exact sharpness
-        (``(n^2)^2``, ``n`` = spectrum length).
+        (``(n^2)^2``, ``n`` = spectrum length), plus 64 KiB. Checked with ``tracemalloc``
+        (second call of one shape, 20,000 steps, 64 checkpoints): estimate / peak 1.4 (scalar
+        L = 3, peak 52 kB), 1.7 (3 x 3, L = 4, 88 kB), 1.55 (n = 5, width 3, L = 4, 115 kB),
+        1.7 (n = 16, width 16, L = 4, 1.7 MB) and 1.8 (n = 16, width 32, L = 3, 2.9 MB).
         """
         n = _n_params(columns, settings["spectra"])
         dim = np.array([len(settings["spectra"][s]) for s in columns["spectrum"]], dtype=float)
         n_ck = _n_checkpoints(settings)
         work = (100.0 + 2 * n_ck + 64) * n + dim**4
-        return 8.0 * work, f"(164 + 2 n_ck) N + n^4 floats (n_ck = {n_ck})"
+        return 8.0 * work + 65536.0, f"(164 + 2 n_ck) N + n^4 floats + 64 KiB (n_ck = {n_ck})"
 
     def point_cost(self, columns: Mapping[str, np.ndarray], settings: Mapping[str, Any]
                    ) -> np.ndarray:  # fmt: skip
-        """Seconds per run: GD steps and one sharpness per checkpoint.
+        """Seconds per run: GD steps and one sharpness per checkpoint, by chain kind.
 
-        ``max_steps`` steps of ~1 ns per parameter + 0.1 us, plus one sharpness per checkpoint
-        (~1 ms + 1 us per parameter).
+        Per GD step / per checkpoint (sharpness, and GFS for scalar chains):
 
-        Measured with ``bench/eos_grid.py`` (3 × 3 chains of depths 2-4, 20,000 steps, 64
-        checkpoints): runs that stop early (converged, diverged) cost less; the planner scales
-        the estimate to the wall times recorded in the blocks.
+        * scalar chains: 70 ns / 0.2 ms (dense L × L Hessian, one root solve);
+        * ``n = width`` (square layers, compiled kernels and HVP): 0.1 us + 8 ns N /
+          0.5 ms + 10 us N;
+        * other shapes (general loops, scipy Lanczos): 25 ns N / 4 ms + 10 us N;
+
+        plus 0.5 ms per run (classification, balance, trace). ``N`` parameters. Measured on one
+        thread (20,000 steps, 33 checkpoints, gaussian start, eta 0.031): scalar L = 3 3.5 ms
+        (GD 1.3 ms); s3 3 x 3 L = 3 31 ms (GD 5.8 ms, 0.78 ms per checkpoint); s5 (n = 5)
+        width 3 L = 3 147 ms (GD 21 ms, 3.9 ms per checkpoint). In a 2-thread block of the
+        default config the wall time per point was 2.2 x this estimate (machine shared).
+        Runs that converge or diverge stop early; the planner scales the estimate to the wall
+        times recorded in the blocks.
         """
         n = _n_params(columns, settings["spectra"])
-        steps = float(settings["max_steps"])
-        n_ck = _n_checkpoints(settings)
-        return 2e-4 + steps * (1e-7 + 1e-9 * n) + n_ck * (1e-3 + 1e-6 * n)
+        dim = np.array([len(settings["spectra"][s]) for s in columns["spectrum"]], dtype=float)
+        width = np.asarray(columns["width"], dtype=float)
+        depth = np.asarray(columns["depth"], dtype=float)
+        scalar = (dim == 1) & ((width == 1) | (depth == 1))
+        square = ~scalar & ((dim == width) | (depth == 1))
+        step = np.where(scalar, 7e-8, np.where(square, 1e-7 + 8e-9 * n, 2.5e-8 * n))
+        ck = np.where(scalar, 2e-4, np.where(square, 5e-4, 4e-3) + 1e-5 * n)
+        return 5e-4 + float(settings["max_steps"]) * step + _n_checkpoints(settings) * ck
 
     def compute_points(
         self, points: Points, settings: Mapping[str, Any], client: Client
