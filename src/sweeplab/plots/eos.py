@@ -188,6 +188,12 @@ def eos_sharpness(ds: xr.Dataset) -> Figure:
             for code in np.unique(codes[k]).tolist():
                 name = names.get(int(code), "none")
                 m = codes[k] == code
+                if name == "diverged":  # no sharpness: a cross along the bottom of the panel
+                    present.add(name)
+                    bottom = ax.get_xaxis_transform()  # x in data, y in axes fraction
+                    ax.plot(eta[m], np.full(int(m.sum()), 0.03), ls="", marker="x", ms=3,
+                            color=OUTCOME_COLOURS[name], transform=bottom)  # fmt: skip
+                    continue
                 if not style.finite_any(ratio[k][m]):
                     continue
                 present.add(name)
@@ -202,7 +208,10 @@ def eos_sharpness(ds: xr.Dataset) -> Figure:
         _eta_axis(ax)
     axes[0][0].set_ylabel(style.label(r"final sharpness $\times\ \eta/2$"))
     handles: list = [Patch(color=OUTCOME_COLOURS[o], label=o.replace("_", " "))
-                     for o in OUTCOME_COLOURS if o in present]  # fmt: skip
+                     for o in OUTCOME_COLOURS if o in present and o != "diverged"]  # fmt: skip
+    if "diverged" in present:
+        handles.append(Line2D([], [], ls="", marker="x", color=OUTCOME_COLOURS["diverged"],
+                              label="diverged (no sharpness)"))  # fmt: skip
     handles += [Line2D([], [], ls="", marker=style.MARKERS[k % len(style.MARKERS)], color="0.6",
                        mec="k", label=f"L = {d}") for k, d in enumerate(depths)]  # fmt: skip
     handles += [

@@ -402,7 +402,8 @@ class Eos(Experiment):
             "Final sharpness times eta/2 (`sharpness_ratio`) against eta, coloured by outcome, "
             "one panel per start kind, one marker per depth (first spectrum, width and seed): "
             "1 marks the edge of stability lambda = 2/eta; the dotted line is the flattest "
-            "minimizer's sharpness 2 L sigma_1^(2-2/L) times eta/2.",
+            "minimizer's sharpness 2 L sigma_1^(2-2/L) times eta/2; diverged runs (no "
+            "sharpness) are crosses along the bottom.",
         ),
         FigureSpec(
             "eos_balance",
