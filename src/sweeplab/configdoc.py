@@ -145,6 +145,8 @@ def _scalar_type(node: Mapping[str, Any]) -> str:
 
 
 def _type(node: Mapping[str, Any], root: Mapping[str, Any]) -> str:
+    if "oneOf" in node:  # alternatives, e.g. a list of values or a {start, stop, num} range
+        return " or ".join(_type(_resolve(alt, root), root) for alt in node["oneOf"])
     if node.get("type") == "array":
         items = _resolve(node.get("items", {}), root)
         if node.get("minItems") is not None and node.get("minItems") == node.get("maxItems"):
@@ -171,6 +173,14 @@ def _bounds(node: Mapping[str, Any]) -> list[str]:
 
 
 def _allowed(node: Mapping[str, Any], root: Mapping[str, Any]) -> str:
+    if "oneOf" in node:
+        parts = []
+        for alt in (_resolve(a, root) for a in node["oneOf"]):
+            text = _allowed(alt, root)
+            if text == "—" and alt.get("required"):
+                text = "keys " + ", ".join(f"`{k}`" for k in alt["required"])
+            parts.append(text)
+        return "; or ".join(parts)
     if node.get("type") == "array":
         parts = []
         lo, hi = node.get("minItems"), node.get("maxItems")

@@ -143,8 +143,13 @@ def test_checkpoint_sharpness_exact_near_minimizers_lanczos_elsewhere():
     d10 = dmf.descend(START, TARGET, 0.02, max_steps=10, track_sharpness=False)
     dense = dmf.sharpness_numerical(d10.final_weights, TARGET, "dense")
     assert d.checkpoint_sharpness[1] == pytest.approx(dense, rel=1e-9)
+    # the checkpoint weights are those iterates (bit for bit), the final one after convergence
+    np.testing.assert_array_equal(d.checkpoint_weights[1], dmf.flatten(d10.final_weights))
+    np.testing.assert_array_equal(d.checkpoint_weights[0], dmf.flatten(START))
+    np.testing.assert_array_equal(d.checkpoint_weights[3], dmf.flatten(d.final_weights))
     off = dmf.descend(START, TARGET, 0.02, max_steps=3000, checkpoints=ck, track_sharpness=False)
     assert np.isnan(off.checkpoint_sharpness).all()
+    assert off.checkpoint_weights.shape == (4, 27) and np.isnan(off.checkpoint_weights).all()
     np.testing.assert_array_equal(off.loss, d.loss)
 
 

@@ -31,7 +31,7 @@ TINY_PLACES = (REPO / ".test" / "config" / "config.yaml",)
 
 
 def tiny_config() -> dict:
-    """The tiny config of all three experiments, with an in-process Dask cluster."""
+    """The tiny config of every experiment, with an in-process Dask cluster."""
     path = next((p for p in TINY_PLACES if p.exists()), TINY_PLACES[0])
     config = yaml.safe_load(path.read_text())
     config["dask"] = {"processes": False}

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         top_mode_products,
     )
     from .derivatives import gradient, hvp, loss
-    from .descend import DESCEND_OUTCOMES, DescendResult, descend
+    from .descend import DescendResult, descend
     from .escape import EscapeResult, escape, escape_batch, null_direction, predicted_escape_step
     from .minimizers import (
         balanced_minimizer,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     )
     from .numerical import dense_hessian, sharpness_numerical
     from .products import flatten, left_products, right_products, unflatten
-    from .records import OUTCOMES, SHARPNESS_METHODS, WINDOW, default_checkpoints
+    from .records import DESCEND_OUTCOMES, OUTCOMES, SHARPNESS_METHODS, WINDOW, default_checkpoints
     from .sharpness import (
         flattest_sharpness,
         hessian_eigenvalues,
@@ -62,7 +62,7 @@ _WHERE = {
     "default_checkpoints": "records",
     "dense_hessian": "numerical",
     "descend": "descend",
-    "DESCEND_OUTCOMES": "descend",
+    "DESCEND_OUTCOMES": "records",
     "DescendResult": "descend",
     "equal_norm_minimizer": "minimizers",
     "escape": "escape",

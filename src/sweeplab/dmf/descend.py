@@ -70,6 +70,7 @@ from .escape import (
     check_checkpoints,
 )
 from .products import flatten, unflatten
+from .records import DESCEND_OUTCOMES
 from .sharpness import flattest_sharpness
 from .validation import (
     as_target,
@@ -93,8 +94,6 @@ logger = logging.getLogger(__name__)
 
 Matrix = NDArray[np.float64]
 
-DESCEND_OUTCOMES: tuple[str, ...] = ("converged", "edge_of_stability", "unconverged", "diverged")
-"""Possible values of :attr:`DescendResult.outcome`."""
 ORBIT_STEPS = 64
 """Length (steps) of the recorded final orbit of an aperiodic or unconverged run."""
 LOSS_TOL_REL_TARGET = 1e-20
@@ -147,6 +146,11 @@ class DescendResult:
         ``track_sharpness=False``.
     checkpoint_sharpness_method : tuple of str, length n_ck
         Method of each ``checkpoint_sharpness`` entry (``"none"`` where nan by rule).
+    checkpoint_weights : ndarray, shape (n_ck, N)
+        The iterates ``vec(W_1), ..., vec(W_L)`` at the checkpoints (``N`` parameters), the
+        ones the sharpness was computed at: nan rows where ``checkpoint_sharpness`` is nan by
+        rule (all rows with ``track_sharpness=False``, steps at or after a divergence);
+        after convergence the final iterate.
     singular_values : ndarray, shape (r,)
         Nonzero singular values ``σ_i`` of the target, descending.
     orbit_steps : ndarray of int64, shape (n,)
@@ -173,6 +177,7 @@ class DescendResult:
     loss: NDArray[np.float64]
     checkpoint_sharpness: NDArray[np.float64]
     checkpoint_sharpness_method: tuple[str, ...]
+    checkpoint_weights: NDArray[np.float64]
     singular_values: NDArray[np.float64]
     orbit_steps: NDArray[np.int64]
     orbit_loss: NDArray[np.float64]
@@ -412,6 +417,7 @@ def descend(
 
     # iterates needed: checkpoints (for the sharpness) and the orbit, walked from w_0
     ck_sharp = np.full(ck.size, np.nan)
+    ck_weights = np.full((ck.size, p0.size), np.nan)
     ck_method = ["none"] * ck.size
     need: set[int] = set(orbit_steps.tolist())
     if track_sharpness:
@@ -432,6 +438,7 @@ def descend(
     if track_sharpness:
         for k, c in enumerate(ck.tolist()):
             if c in iterates:
+                ck_weights[k] = iterates[c]
                 w_c = unflatten(iterates[c], shapes)
                 if c == steps_run:
                     ck_method[k], ck_sharp[k] = method, final_sharp
@@ -441,6 +448,7 @@ def descend(
                     ck_method[k], ck_sharp[k] = _iterate_sharpness(w_c, m)
             elif status == _CONVERGED and c > steps_run:
                 ck_method[k], ck_sharp[k] = method, final_sharp
+                ck_weights[k] = final_p
 
     u, s_vals, v = _singular_pairs(m)
     amps = np.empty((n_orbit, s_vals.size))
@@ -452,7 +460,7 @@ def descend(
         orbit_loss[k] = float(np.vdot(resid, resid))
 
     loss_ck = np.array(out.traj[0, 0], dtype=np.float64)
-    arrays = [ck.copy(), loss_ck, ck_sharp, s_vals, orbit_steps, orbit_loss, amps]
+    arrays = [ck.copy(), loss_ck, ck_sharp, s_vals, orbit_steps, orbit_loss, amps, ck_weights]
     final = tuple(np.array(w, dtype=np.float64) for w in final_ws)
     for arr in (*arrays, *final):
         arr.setflags(write=False)
@@ -475,6 +483,7 @@ def descend(
         loss=arrays[1],
         checkpoint_sharpness=arrays[2],
         checkpoint_sharpness_method=tuple(ck_method),
+        checkpoint_weights=arrays[7],
         singular_values=arrays[3],
         orbit_steps=arrays[4],
         orbit_loss=arrays[5],

@@ -11,11 +11,15 @@ from numpy.typing import NDArray
 
 from .validation import check_int
 
-__all__ = ["OUTCOMES", "SHARPNESS_METHODS", "WINDOW", "default_checkpoints"]
+__all__ = ["DESCEND_OUTCOMES", "OUTCOMES", "SHARPNESS_METHODS", "WINDOW", "default_checkpoints"]
 
 OUTCOMES: tuple[str, ...] = ("stayed", "escaped", "edge_of_stability", "unconverged", "diverged")
 """Possible values of :attr:`~.escape.EscapeResult.outcome`; the index is the integer code
 stored by the sweep layer (``OUTCOMES.index(outcome)``)."""
+
+DESCEND_OUTCOMES: tuple[str, ...] = ("converged", "edge_of_stability", "unconverged", "diverged")
+"""Possible values of :attr:`~.descend.DescendResult.outcome`; the index is the integer code
+stored by the sweep layer (the eos experiment)."""
 
 SHARPNESS_METHODS: tuple[str, ...] = ("exact", "lanczos", "none", "dense")
 """Possible values of :attr:`~.escape.EscapeResult.final_sharpness_method` (see :mod:`.escape`);
