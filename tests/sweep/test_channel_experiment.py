@@ -20,7 +20,7 @@ GEOMETRIES = {
 SECTION = {
     "geometry": GEOMETRIES, "wall": True, "D": [79.4], "dt": [1e-3], "correction": ["bridge"],
     "seed": [3], "n_molecules": 3000, "t_end": 0.5, "bin_width": 0.05, "batch_size": 1000,
-    "symbol_time": [0.05, 0.2],
+    "symbol_time": [0.05, 0.2], "n_tx": 10000, "isi_memory": 1, "ber_target": 1e-3,
 }  # fmt: skip
 MODELS = {"free": "free", "first_order": "first-order", "convolved": "first-order-convolved",
           "image_chain": "image-chain", "exact": "exact"}  # fmt: skip
@@ -183,3 +183,59 @@ def test_figures_render(aggregated, case):
             assert not texts
         fig.canvas.draw()
         plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["gap1", "slab20"])
+def test_link_metrics_match_direct_link_calls(blocks, name):
+    """ber_*/threshold_* are mcvd.link on the stored taps; rates, SE and errors likewise."""
+    ds = blocks[name].squeeze()
+    spec = GEOMETRIES[name]
+    g = mcvd.Geometry(tuple(spec["tx"]), tuple(spec["rx"]), 5, 79.4,
+                      slab_width=spec.get("slab_width"))  # fmt: skip
+    n_tx, k = 10000, 1
+    for key, model in MODELS.items():
+        if key == "image_chain" and g.is_slab:
+            assert ds.ber_image_chain.isnull().all() and np.isnan(float(ds.max_rate_image_chain))
+            continue
+        taps = mcvd.clip_model_taps(ds[f"isi_{key}"].values[:, : k + 1])
+        tau, best = mcvd.optimal_threshold(taps, n_tx)
+        np.testing.assert_array_equal(ds[f"threshold_{key}"].values, tau)
+        np.testing.assert_array_equal(ds[f"ber_{key}"].values, best)
+        # independently: the BER at every threshold from 0 to past the counts' support
+        every = mcvd.ber(taps[:, None, :], n_tx, np.arange(n_tx * 0.6)[None, :])
+        np.testing.assert_allclose(best, every.min(axis=1), rtol=1e-12, atol=1e-300)
+        rate = float(ds[f"max_rate_{key}"])
+        assert rate == mcvd.achievable_rate(g, n_tx, 1e-3, k, model=model)[0]
+        if key != "exact":
+            rel, ref = ds[f"ber_relerr_{key}_exact"].values, ds.ber_exact.values
+            np.testing.assert_allclose(rel[ref > 0], best[ref > 0] / ref[ref > 0] - 1, rtol=1e-12)
+            assert np.isnan(rel[ref == 0]).all()  # a BER below 1e-300 rounds to 0
+            assert float(ds[f"max_rate_relerr_{key}_exact"]) == pytest.approx(
+                rate / float(ds.max_rate_exact) - 1, rel=1e-12
+            )
+    # the simulation: its taps, with their multinomial uncertainty ((K + 1) Ts <= t_end here)
+    seed = point_seed(3, "channel", geometry=name, D=79.4, dt=1e-3, correction="bridge")
+    sim = mcvd.simulate(g, 0.5, 1e-3, 3000, seed=seed, batch_size=1000)
+    for ts in (0.05, 0.2):
+        h, _ = mcvd.isi_taps(sim, ts, k + 1)
+        tau, best = mcvd.optimal_threshold(h, n_tx)
+        got = ds.sel(Ts=ts)
+        assert float(got.threshold_sim) == tau and float(got.ber_sim) == best
+        assert float(got.ber_sim_se) == mcvd.ber_stderr(h, n_tx, tau, 3000)
+    assert float(ds.max_rate_sim) == mcvd.achievable_rate(sim, n_tx, 1e-3, k)[0]
+    assert np.isfinite(float(ds.max_rate_sim)) and float(ds.max_rate_sim) > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"n_tx": 0}, r"channel\.n_tx = 0; allowed: an integer >= 1"),
+     ({"n_tx": True}, r"channel\.n_tx = True; allowed"),
+     ({"isi_memory": 5}, r"channel\.isi_memory = 5; allowed: an integer in 0 \.\. 4"),
+     ({"isi_memory": -1}, r"channel\.isi_memory = -1; allowed"),
+     ({"ber_target": 0.5}, r"channel\.ber_target = 0\.5; allowed: a number in \(0, 0\.5\)"),
+     ({"ber_target": 0}, r"channel\.ber_target = 0; allowed")],
+)  # fmt: skip
+def test_link_settings_refused_in_one_line(change, message):
+    with pytest.raises(ValueError, match=message) as info:
+        validate_config(_config(**change))
+    assert "\n" not in str(info.value)

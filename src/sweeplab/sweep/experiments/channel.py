@@ -10,6 +10,14 @@ validity domain (:func:`sweeplab.mcvd.validity_limit`: its ``F`` in ``[0, 1]`` a
 of :mod:`sweeplab.mcvd.metrics` (peak, ``F(Ts)``, ISI taps) are stored for every model and for
 the simulation, over the symbol durations ``Ts`` of the config (``symbol_time``, an inner
 dimension: one simulation serves every ``Ts``).
+
+The link metrics of :mod:`sweeplab.mcvd.link` (issue 21) are stored for every model and for the
+simulation: on-off keying with ``n_tx`` molecules per 1-bit and ISI memory ``isi_memory`` (the
+first ``isi_memory + 1`` stored taps), the optimal threshold and its exact BER at every ``Ts``
+(``threshold_*``, ``ber_*``; the simulation's with a delta-method standard error ``ber_sim_se``),
+the achievable rate at ``ber_target`` (``max_rate_*``, a grid search over the symbol time, see
+:func:`sweeplab.mcvd.achievable_rate`) and each model's errors against the exact one
+(``ber_relerr_*_exact``, ``max_rate_relerr_*_exact``).
 """
 
 from __future__ import annotations
@@ -60,6 +68,12 @@ N_TAPS = 5
 DEFAULT_SYMBOL_TIME = (0.1,)
 #: relative errors against the exact F(t) are nan where it is not above this
 RELERR_FLOOR = 1e-3
+#: link settings when the config has none: molecules per 1-bit, ISI memory K, BER target
+DEFAULT_N_TX = 1000
+DEFAULT_ISI_MEMORY = 4
+DEFAULT_BER_TARGET = 1e-3
+#: sources of the link metrics: the models and the simulation
+LINK_SOURCES = (*MODELS, "sim")
 
 
 def channel_geometry(spec: Mapping[str, Any], D: float, wall: bool) -> mcvd.Geometry:
@@ -76,6 +90,36 @@ def channel_geometry(spec: Mapping[str, Any], D: float, wall: bool) -> mcvd.Geom
 def symbol_times(settings: Mapping[str, Any]) -> np.ndarray:
     """Sorted symbol durations ``Ts`` (s) of a channel section."""
     return np.asarray(sorted(settings.get("symbol_time", DEFAULT_SYMBOL_TIME)), dtype=np.float64)
+
+
+def link_settings(settings: Mapping[str, Any]) -> tuple[int, int, float]:
+    """``(n_tx, isi_memory, ber_target)`` of a channel section (defaults where absent)."""
+    return (
+        int(settings.get("n_tx", DEFAULT_N_TX)),
+        int(settings.get("isi_memory", DEFAULT_ISI_MEMORY)),
+        float(settings.get("ber_target", DEFAULT_BER_TARGET)),
+    )
+
+
+def _link_vars(src: str, what: str) -> dict[str, Var]:
+    link = "on-off keying with n_tx molecules per 1-bit and ISI memory isi_memory"
+    searched = ("Ts = whole steps with (isi_memory + 1) Ts <= t_end" if src == "sim"
+                else "Ts searched over 1e-4 .. 10 s")  # fmt: skip
+    out = {
+        f"ber_{src}": Var(TS, "1", f"bit error rate at the optimal threshold (exact count "
+                          f"distribution, {link}), {what}"),
+        f"threshold_{src}": Var(TS, "1", f"optimal detection threshold (molecules counted in "
+                                f"a symbol; decide 1 at >= threshold), {what}"),
+        f"max_rate_{src}": Var(DIMS, "bit/s", f"achievable rate 1/Ts at BER <= ber_target "
+                               f"(smallest Ts on a search grid, {searched}; nan: not "
+                               f"reached), {what}"),
+    }  # fmt: skip
+    if src == "sim":
+        out["ber_sim_se"] = Var(
+            TS, "1", "standard error of ber_sim from the simulated taps' multinomial "
+            "uncertainty (delta method)",
+        )  # fmt: skip
+    return out
 
 
 def _metric_vars(src: str, what: str) -> dict[str, Var]:
@@ -131,6 +175,16 @@ def _variables() -> dict[str, Var]:
     for key, what in _LABEL.items():
         v.update(_metric_vars(key, what))
     v.update(_metric_vars("sim", "simulation"))
+    for key, what in _LABEL.items():
+        v.update(_link_vars(key, what))
+    v.update(_link_vars("sim", "simulation"))
+    for key in APPROX:
+        v[f"ber_relerr_{key}_exact"] = Var(
+            TS, "1", f"relative error of the optimal BER vs the exact model, {_LABEL[key]}"
+        )
+        v[f"max_rate_relerr_{key}_exact"] = Var(
+            DIMS, "1", f"relative error of the achievable rate vs the exact model, {_LABEL[key]}"
+        )
     for key in VALIDITY:
         v[f"valid_until_{key}"] = Var(
             DIMS, "s", f"end of the validity domain of the {_LABEL[key]}: its F(t) stops "
@@ -152,7 +206,8 @@ class Channel(Experiment):
     name = "channel"
     #: 2: approximate forms are nan beyond their validity domain (were negative, decreasing F
     #: in slabs), ``valid_until_*`` added, a simulation without absorption has a nan peak
-    version = 2
+    #: 3: link metrics (``ber_*``, ``threshold_*``, ``max_rate_*``, their errors vs exact)
+    version = 3
     order = 30
     axes = (
         Axis(
@@ -244,6 +299,7 @@ class Channel(Experiment):
                         f"channel.{key} = {section[key]} s must be a whole number of steps of "
                         f"channel.dt = {dt} s"
                     )
+        self._validate_link(section)
         if not mcvd.whole_steps(section["t_end"], section["bin_width"]):
             raise ValueError(
                 f"channel.bin_width = {section['bin_width']} s must divide channel.t_end = "
@@ -265,6 +321,26 @@ class Channel(Experiment):
                         f"channel.symbol_time = {ts} s must be a whole number of steps of "
                         f"channel.dt = {dt} s"
                     )
+
+    @staticmethod
+    def _validate_link(section: Mapping[str, Any]) -> None:
+        """Check ``n_tx`` >= 1, ``isi_memory`` in 0 .. N_TAPS − 1, ``ber_target`` in (0, 0.5)."""
+        rules = (
+            ("n_tx", DEFAULT_N_TX, int, 1, None, "an integer >= 1 (molecules per 1-bit)"),
+            ("isi_memory", DEFAULT_ISI_MEMORY, int, 0, N_TAPS - 1,
+             f"an integer in 0 .. {N_TAPS - 1} (the {N_TAPS} stored ISI taps)"),
+            ("ber_target", DEFAULT_BER_TARGET, float, None, None, "a number in (0, 0.5)"),
+        )  # fmt: skip
+        for key, default, kind, lo, hi, allowed in rules:
+            value = section.get(key, default)
+            if kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                ok = ok and value >= lo and (hi is None or value <= hi)
+            else:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                ok = ok and 0.0 < value < 0.5
+            if not ok:
+                raise ValueError(f"channel.{key} = {value!r}; allowed: {allowed}")
 
     def inner_coords(
         self, settings: Mapping[str, Any], points: Points | None = None
@@ -366,12 +442,14 @@ class Channel(Experiment):
             data["gap"] = g.gap
             data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
             self._models(g, settings, data)
+            self._link_models(g, settings, data)
             seed = point_seed(
                 p["seed"], "channel", geometry=p["geometry"], D=p["D"], dt=p["dt"],
                 correction=p["correction"],
             )  # fmt: skip
             result = self._simulate(p, g, settings, seed, client)
             self._simulation(result, settings, seed, data)
+            self._link_simulation(result, settings, data)
         except Exception as exc:
             logger.warning("channel point %s failed: %s", p, exc)
             data["status"], data["error"] = np.int8(1), f"{type(exc).__name__}: {exc}"
@@ -419,6 +497,49 @@ class Channel(Experiment):
             for i, ts in enumerate(ts_all):
                 data[f"received_{key}"][i] = mcvd.received_fraction(g, ts, model=model).value
                 data[f"isi_{key}"][i] = mcvd.isi_taps(g, ts, N_TAPS, model=model)[0]
+
+    @staticmethod
+    def _link_models(g: mcvd.Geometry, settings: Mapping[str, Any], data: dict[str, Any]) -> None:
+        """Store every model's optimal threshold and BER over Ts, rate and errors vs exact.
+
+        The BER uses the first ``isi_memory + 1`` stored taps ``isi_<model>`` (rounding noise
+        of the exact model clipped, :func:`~sweeplab.mcvd.clip_model_taps`); nan where a tap is
+        nan (an approximate form beyond its validity domain, or a model that does not apply).
+        """
+        n_tx, k, target = link_settings(settings)
+        for key, model in MODELS.items():
+            taps = mcvd.clip_model_taps(data[f"isi_{key}"][:, : k + 1])
+            ok = np.isfinite(taps).all(axis=1)
+            if ok.any():
+                tau, best = mcvd.optimal_threshold(taps[ok], n_tx)
+                data[f"threshold_{key}"][ok], data[f"ber_{key}"][ok] = tau, best
+            if key == "image_chain" and g.is_slab:
+                continue  # half-space only: stays nan
+            data[f"max_rate_{key}"] = mcvd.achievable_rate(g, n_tx, target, k, model=model)[0]
+        for key in APPROX:
+            data[f"ber_relerr_{key}_exact"] = mcvd.relative_error(
+                data[f"ber_{key}"], data["ber_exact"], 0.0
+            )
+            data[f"max_rate_relerr_{key}_exact"] = mcvd.relative_error(
+                np.asarray(data[f"max_rate_{key}"]), np.asarray(data["max_rate_exact"]), 0.0
+            )
+
+    @staticmethod
+    def _link_simulation(
+        result: mcvd.SimulationResult, settings: Mapping[str, Any], data: dict[str, Any]
+    ) -> None:
+        """Store the simulation's optimal threshold, BER (with its standard error) and rate.
+
+        Its taps are ``isi_sim`` (nan where ``(isi_memory + 1) Ts > t_end``: BER nan there).
+        """
+        n_tx, k, target = link_settings(settings)
+        taps = data["isi_sim"][:, : k + 1]
+        ok = np.isfinite(taps).all(axis=1)
+        if ok.any():
+            tau, best = mcvd.optimal_threshold(taps[ok], n_tx)
+            data["threshold_sim"][ok], data["ber_sim"][ok] = tau, best
+            data["ber_sim_se"][ok] = mcvd.ber_stderr(taps[ok], n_tx, tau, result.n_molecules)
+        data["max_rate_sim"] = mcvd.achievable_rate(result, n_tx, target, k)[0]
 
     @staticmethod
     def _simulation(
