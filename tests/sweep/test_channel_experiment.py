@@ -1,5 +1,7 @@
 """Channel experiment: exact model, slabs, metrics and figures against direct mcvd calls."""
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -22,6 +24,9 @@ SECTION = {
     "seed": [3], "n_molecules": 3000, "t_end": 0.5, "bin_width": 0.05, "batch_size": 1000,
     "symbol_time": [0.05, 0.2], "n_tx": 10000, "isi_memory": 1, "ber_target": 1e-3,
 }  # fmt: skip
+#: one geometry, a partially absorbing receiver (k = 10 µm/s) and the absorbing one
+REACTIVE = {**SECTION, "geometry": {"gap1": GEOMETRIES["gap1"]}, "reactivity": [10.0, math.inf],
+            "n_molecules": 1000}  # fmt: skip
 MODELS = {"free": "free", "first_order": "first-order", "convolved": "first-order-convolved",
           "image_chain": "image-chain", "exact": "exact"}  # fmt: skip
 
@@ -34,10 +39,23 @@ def computed(tmp_path_factory):
                       dashboard_address="127.0.0.1:0",
                       worker_dashboard_address="127.0.0.1:0") as cluster:  # fmt: skip
         p = run_section("channel", SECTION, tmp, cluster.scheduler_address)
+        r = run_section("channel", REACTIVE, tmp / "reactive", cluster.scheduler_address)
     assert len(p.blocks) == 1 and p.counts()["pending"] == len(GEOMETRIES)
     block = open_block(tmp / "blocks" / "channel" / f"{p.blocks[0].name}.zarr.zip")
     aggregate("channel", SECTION, tmp / "blocks" / "channel", tmp / "channel.zarr")
-    return block, open_dataset(tmp / "channel.zarr").load()
+    blocks = tmp / "reactive" / "blocks" / "channel"
+    aggregate("channel", REACTIVE, blocks, tmp / "reactive.zarr")
+    reactive = [open_block(blocks / f"{b.name}.zarr.zip") for b in r.blocks]
+    agg = open_dataset(tmp / "reactive.zarr").load()
+    return block, open_dataset(tmp / "channel.zarr").load(), reactive, agg
+
+
+@pytest.fixture(scope="module")
+def reactive(computed):
+    """The point of REACTIVE with k = 10 µm/s."""
+    return next(
+        at(b, reactivity=10.0) for b in computed[2] if (b.reactivity == 10.0).any()
+    ).squeeze()
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +257,66 @@ def test_link_settings_refused_in_one_line(change, message):
     with pytest.raises(ValueError, match=message) as info:
         validate_config(_config(**change))
     assert "\n" not in str(info.value)
+
+
+def test_reactive_receiver_point_matches_direct_mcvd_calls(reactive):
+    """k = 10 µm/s: the exact model and the simulator with partial absorption; closed forms nan."""
+    ds = reactive
+    assert int(ds.status) == 0, str(ds.error.values)
+    g = mcvd.Geometry((0, 0, 10), (6, 0, 0), 5, 79.4, reactivity=10.0)
+    edges = np.concatenate([[0.0], ds.time.values])
+    exact = mcvd.absorbed_fraction(g, edges, "exact")
+    np.testing.assert_allclose(ds.fraction_exact.values, exact[1:], rtol=1e-12, atol=1e-15)
+    absorbing = mcvd.absorbed_fraction(mcvd.Geometry((0, 0, 10), (6, 0, 0), 5, 79.4), edges[-1:])
+    assert ds.fraction_exact.values[-1] < absorbing[0]  # partial absorption receives less
+    assert float(ds.fraction_exact_inf) == mcvd.steady_state_fraction(g)
+    for key in MODELS:
+        if key == "exact":
+            continue
+        for var in (f"fraction_{key}", f"isi_{key}", f"ber_{key}", f"max_rate_{key}",
+                    f"relerr_{key}_exact", f"max_rate_relerr_{key}_exact"):  # fmt: skip
+            assert ds[var].isnull().all(), var
+            assert "nan for a finite reactivity" in ds[var].attrs["long_name"], var
+    n_tx, k = 10000, 1
+    taps = mcvd.clip_model_taps(ds.isi_exact.values[:, : k + 1])
+    np.testing.assert_array_equal(ds.ber_exact.values, mcvd.optimal_threshold(taps, n_tx)[1])
+    assert float(ds.max_rate_exact) == mcvd.achievable_rate(g, n_tx, 1e-3, k)[0]
+    # the simulation: its seed derives from k too
+    seed = point_seed(3, "channel", geometry="gap1", D=79.4, dt=1e-3, correction="bridge",
+                      reactivity=10.0)  # fmt: skip
+    sim = mcvd.simulate(g, 0.5, 1e-3, 1000, seed=seed, batch_size=1000)
+    np.testing.assert_array_equal(ds.fraction_sim.values, mcvd.cumulative_fraction(sim)[0][49::50])
+    assert float(ds.max_rate_sim) == mcvd.achievable_rate(sim, n_tx, 1e-3, k)[0] or (
+        np.isnan(float(ds.max_rate_sim)) and np.isnan(mcvd.achievable_rate(sim, n_tx, 1e-3, k)[0])
+    )
+
+
+def test_reactivity_axis_in_the_aggregate(computed):
+    """The absorbing receiver's point of REACTIVE has the seed and values it had without the
+    axis; the aggregate has both k (inf sorted last) and the axis' units."""
+    blocks = computed[2]
+    absorbing = next(at(b, reactivity=math.inf) for b in blocks if np.isinf(b.reactivity).any())
+    g = mcvd.Geometry((0, 0, 10), (6, 0, 0), 5, 79.4)
+    seed = point_seed(3, "channel", geometry="gap1", D=79.4, dt=1e-3, correction="bridge")
+    sim = mcvd.simulate(g, 0.5, 1e-3, 1000, seed=seed, batch_size=1000)
+    got = absorbing.squeeze().fraction_sim.values
+    np.testing.assert_array_equal(got, mcvd.cumulative_fraction(sim)[0][49::50])
+    assert computed[1].reactivity.values.tolist() == [math.inf]  # SECTION: the default axis
+    agg = computed[3]
+    assert agg.reactivity.values.tolist() == [10.0, math.inf]
+    assert agg.reactivity.attrs["units"] == "um/s" and int(agg.status.sum()) == 0
+    np.testing.assert_array_equal(agg.fraction_sim.sel(reactivity=math.inf).squeeze().values, got)
+    assert agg.fraction_first_order.sel(reactivity=10.0).isnull().all()
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, -math.inf, True, "fast"])
+def test_bad_reactivity_is_refused_in_one_line(bad):
+    with pytest.raises(ValueError, match=r"channel\.reactivity") as info:
+        validate_config(_config(reactivity=[math.inf, bad]))
+    assert "\n" not in str(info.value) and repr(bad) in str(info.value)
+
+
+def test_nan_reactivity_is_refused_and_inf_accepted():
+    with pytest.raises(ValueError, match=r"channel\.reactivity\[0\] = nan; allowed: a number > 0"):
+        validate_config(_config(reactivity=[math.nan]))
+    validate_config(_config(reactivity=[math.inf, 10.0]))

@@ -45,7 +45,7 @@ __all__ = ["CHANNEL", "EXPERIMENT", "channel_geometry"]
 logger = logging.getLogger(__name__)
 
 RETRIES = 2
-DIMS = ("geometry", "D", "dt", "correction", "seed")
+DIMS = ("geometry", "reactivity", "D", "dt", "correction", "seed")
 T = (*DIMS, "time")
 TM = (*DIMS, "time_mid")
 TS = (*DIMS, "Ts")
@@ -72,19 +72,49 @@ RELERR_FLOOR = 1e-3
 DEFAULT_N_TX = 1000
 DEFAULT_ISI_MEMORY = 4
 DEFAULT_BER_TARGET = 1e-3
+#: exact-model windows charged for the achievable-rate search (96 symbol times x 6 edges over
+#: 1e-4 .. 50 s): measured 1.2-2.3 windows in a half-space (gaps 5 .. 0.05 um), 4-15 in slabs
+#: (W = 100 .. 12 um), paper geometry
+LINK_WINDOWS = 16
 #: sources of the link metrics: the models and the simulation
 LINK_SOURCES = (*MODELS, "sim")
 
 
-def channel_geometry(spec: Mapping[str, Any], D: float, wall: bool) -> mcvd.Geometry:
+def channel_geometry(
+    spec: Mapping[str, Any], D: float, wall: bool, reactivity: float = math.inf
+) -> mcvd.Geometry:
     """Build the :class:`~sweeplab.mcvd.Geometry` of a named geometry entry of the config.
 
-    ``slab_width`` (µm, optional) adds the second reflecting plane ``x = slab_width``.
+    ``slab_width`` (µm, optional) adds the second reflecting plane ``x = slab_width``;
+    ``reactivity`` (µm/s) is the receiver's Collins–Kimball reactivity (inf: absorbing).
     """
     return mcvd.Geometry(
         tuple(spec["tx"]), tuple(spec["rx"]), spec["radius"], D, wall=wall,
-        slab_width=spec.get("slab_width"),
+        slab_width=spec.get("slab_width"), reactivity=reactivity,
     )  # fmt: skip
+
+
+def _applies(key: str, g: mcvd.Geometry) -> bool:
+    """Return whether model ``key`` is evaluated for ``g``.
+
+    The image chain needs a half-space; only the exact model handles a partially absorbing
+    (finite-reactivity) receiver.
+    """
+    if key == "image_chain" and g.is_slab:
+        return False
+    return key == "exact" or not g.is_reactive
+
+
+def _seed_params(p: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters a simulation's seed derives from: all but ``seed``; ``reactivity`` if finite.
+
+    An absorbing receiver (``reactivity`` inf) keeps the seeds it had before the axis existed,
+    so its simulations are bit-identical to those of version 2.
+    """
+    out = {k: p[k] for k in ("geometry", "D", "dt", "correction")}
+    if math.isfinite(p.get("reactivity", math.inf)):
+        out["reactivity"] = p["reactivity"]
+    return out
 
 
 def symbol_times(settings: Mapping[str, Any]) -> np.ndarray:
@@ -136,11 +166,13 @@ def _metric_vars(src: str, what: str) -> dict[str, Var]:
     return out
 
 
+#: closed forms of an absorbing receiver: nan at a finite reactivity (they refuse it)
+_ABSORBING_ONLY = "; nan for a finite reactivity"
 _LABEL = {
-    "free": "free space (RX alone)",
-    "first_order": "first-order form (two-mirror in a slab)",
-    "convolved": "first-order-convolved variant",
-    "image_chain": "image chain (half-space only, nan in a slab)",
+    "free": "free space (RX alone" + _ABSORBING_ONLY + ")",
+    "first_order": "first-order form (two-mirror in a slab" + _ABSORBING_ONLY + ")",
+    "convolved": "first-order-convolved variant (" + _ABSORBING_ONLY[2:] + ")",
+    "image_chain": "image chain (half-space only, nan in a slab" + _ABSORBING_ONLY + ")",
     "exact": "exact model",
 }
 
@@ -206,7 +238,8 @@ class Channel(Experiment):
     name = "channel"
     #: 2: approximate forms are nan beyond their validity domain (were negative, decreasing F
     #: in slabs), ``valid_until_*`` added, a simulation without absorption has a nan peak
-    #: 3: link metrics (``ber_*``, ``threshold_*``, ``max_rate_*``, their errors vs exact)
+    #: 3: link metrics (``ber_*``, ``threshold_*``, ``max_rate_*``, their errors vs exact) and
+    #: the ``reactivity`` axis
     version = 3
     order = 30
     axes = (
@@ -217,6 +250,14 @@ class Channel(Experiment):
             "1",
             "named channel geometry (config channel.geometry)",
             kind="mapping",
+        ),
+        Axis(
+            "reactivity",
+            "reactivity",
+            float,
+            "um/s",
+            "Collins-Kimball reactivity k of the receiver surface (inf: perfectly absorbing)",
+            default=(math.inf,),
         ),
         Axis("D", "D", float, "um^2/s", "diffusion coefficient"),
         Axis("dt", "dt", float, "s", "simulation time step"),
@@ -291,6 +332,13 @@ class Channel(Experiment):
                     mcvd.check_exact_gap(channel_geometry(spec, d, section["wall"]))
                 except ValueError as exc:
                     raise ValueError(f"channel.geometry.{name}: {exc}") from None
+        for k in section.get("reactivity", [math.inf]):
+            real = isinstance(k, int | float) and not isinstance(k, bool)
+            if not (real and k > 0):  # nan fails too; inf is the absorbing receiver
+                raise ValueError(
+                    f"channel.reactivity: {k!r}; allowed: numbers > 0 µm/s (.inf: perfectly "
+                    "absorbing receiver)"
+                )
         super().validate(section)
         for dt in section["dt"]:
             for key in ("t_end", "bin_width"):
@@ -366,7 +414,8 @@ class Channel(Experiment):
 
         A point evaluates about ``14 + 2 n_Ts + windows(t_end / bin_width)`` time windows of the
         exact model (peak search, ``F`` at the bin ends, ``F(Ts)`` and taps per symbol time;
-        counted for the tiny config: 16), each costing
+        counted for the tiny config: 16), plus :data:`LINK_WINDOWS` for the achievable-rate
+        search, each costing
         :func:`~sweeplab.mcvd.exact_window_cost` (growing as ``gap^-1.5``, bounded by the minimum
         gap). The geometries' entries are in ``settings["geometry"]``: the planner and a block job
         pass them with the settings (without them, only the simulation is estimated).
@@ -379,6 +428,7 @@ class Channel(Experiment):
         ratio = settings["t_end"] / settings["bin_width"]
         n_ts = len(settings.get("symbol_time", DEFAULT_SYMBOL_TIME))
         windows = 14 + 2 * n_ts + math.ceil(math.log(max(ratio, 1.0)) / math.log(20.0))
+        windows += LINK_WINDOWS
         for name in set(names.tolist()):
             try:  # D does not change the cost; an invalid geometry fails at once in the point
                 g = channel_geometry(entries[name], 1.0, settings.get("wall", True))
@@ -438,15 +488,13 @@ class Channel(Experiment):
                ) -> dict[str, Any]:  # fmt: skip
         data = {k: v[0] for k, v in self.empty_points(1, settings).items()}
         try:
-            g = channel_geometry(settings["geometry"][p["geometry"]], p["D"], settings["wall"])
+            spec = settings["geometry"][p["geometry"]]
+            g = channel_geometry(spec, p["D"], settings["wall"], p["reactivity"])
             data["gap"] = g.gap
             data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
             self._models(g, settings, data)
             self._link_models(g, settings, data)
-            seed = point_seed(
-                p["seed"], "channel", geometry=p["geometry"], D=p["D"], dt=p["dt"],
-                correction=p["correction"],
-            )  # fmt: skip
+            seed = point_seed(p["seed"], "channel", **_seed_params(p))
             result = self._simulate(p, g, settings, seed, client)
             self._simulation(result, settings, seed, data)
             self._link_simulation(result, settings, data)
@@ -467,7 +515,7 @@ class Channel(Experiment):
             data[f"relerr_{key}_exact"] = mcvd.relative_error(
                 data[f"fraction_{key}"], data["fraction_exact"], RELERR_FLOOR
             )
-            if not (key == "image_chain" and g.is_slab):
+            if _applies(key, g):
                 data[f"nrmse_{key}_exact"] = mcvd.rate_nrmse(
                     data[f"rate_{key}"], data["rate_exact"]
                 )
@@ -479,8 +527,8 @@ class Channel(Experiment):
         """Every model's F, rate and metrics; approximate forms nan beyond their validity."""
         bw = settings["bin_width"]
         for key, model in MODELS.items():
-            if key == "image_chain" and g.is_slab:
-                continue  # half-space only: stays nan
+            if not _applies(key, g):
+                continue  # stays nan
             if key in VALIDITY:
                 limit = mcvd.validity_limit(g, model)
                 data[f"valid_until_{key}"] = limit
@@ -513,9 +561,9 @@ class Channel(Experiment):
             if ok.any():
                 tau, best = mcvd.optimal_threshold(taps[ok], n_tx)
                 data[f"threshold_{key}"][ok], data[f"ber_{key}"][ok] = tau, best
-            if key == "image_chain" and g.is_slab:
-                continue  # half-space only: stays nan
-            data[f"max_rate_{key}"] = mcvd.achievable_rate(g, n_tx, target, k, model=model)[0]
+            if _applies(key, g):
+                rate, _ = mcvd.achievable_rate(g, n_tx, target, k, model=model)
+                data[f"max_rate_{key}"] = rate
         for key in APPROX:
             data[f"ber_relerr_{key}_exact"] = mcvd.relative_error(
                 data[f"ber_{key}"], data["ber_exact"], 0.0
