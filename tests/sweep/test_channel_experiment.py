@@ -184,10 +184,17 @@ def test_aggregate_holds_every_geometry(aggregated):
     assert aggregated.fraction_image_chain.sel(geometry="slab20").isnull().all()
 
 
-@pytest.mark.parametrize("case", ["full", "no_slab", "old_store"])
-def test_figures_render(aggregated, case):
+@pytest.mark.parametrize("case", ["full", "no_slab", "old_store", "reactive"])
+def test_figures_render(aggregated, computed, case):
     ds = aggregated
-    if case == "no_slab":
+    if case == "reactive":  # one geometry, k = 10 µm/s and inf
+        ds = computed[3]
+        fig = channel_plots.FIGURES["channel_reactivity"](ds)
+        assert len(fig.axes) == 2 and all(ax.has_data() for ax in fig.axes)
+        assert fig.axes[1].get_xscale() == "log"  # the finite k on a log axis
+        assert len(fig.axes[0].get_lines()) == 4  # exact and simulated F(t) per k
+        plt.close(fig)
+    elif case == "no_slab":
         ds = ds.sel(geometry=["gap1", "paper"])
     elif case == "old_store":  # a store without the exact model and the new variables
         new = [v for v in ds.data_vars if "exact" in v and v != "fraction_exact_inf"]
@@ -195,7 +202,7 @@ def test_figures_render(aggregated, case):
     for name, draw in channel_plots.FIGURES.items():
         fig = draw(ds)
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-        if name == "channel_slab" and case != "full":
+        if name == "channel_slab" and case not in ("full", "reactive"):
             assert "no slab geometries" in texts
         if name == "channel_slab" and case == "full":
             assert not texts

@@ -429,3 +429,8 @@ FIGURES = {
     "channel_slab": channel_slab,
     "channel_dt_exact": channel_dt_exact,
 }
+
+# the link figures (BER, achievable rate, reactive receiver) live in their own module
+from .channel_link import LINK_FIGURES  # noqa: E402
+
+FIGURES.update(LINK_FIGURES)

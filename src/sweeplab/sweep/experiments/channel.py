@@ -315,6 +315,35 @@ class Channel(Experiment):
             "correction: relative error of F(T) (%, with its standard error) and RMS over time of "
             "the z-score `zscore_sim_exact` (about 1 for an unbiased simulator).",
         ),
+        FigureSpec(
+            "channel_ber",
+            "Bit error rate of on-off keying at the optimal threshold (`ber_*`, dimensionless, "
+            "log scale) against the symbol time Ts (s), for the geometries nearest to and "
+            "farthest from the plane x = 0: every model (exact, first-order, image chain, free "
+            "space) and the simulation with a ±1 standard-error band (`ber_sim_se`); absorbing "
+            "receiver, smallest dt.",
+        ),
+        FigureSpec(
+            "channel_rate",
+            "Achievable rate at the BER target (`max_rate_*`, bit/s) against the RX-plane gap "
+            "(um, half-space geometries) and against the slab width W (um, one series per gap), "
+            "every model and the simulation (open circles; nan where no symbol time reaches "
+            "the target).",
+        ),
+        FigureSpec(
+            "channel_rate_cost",
+            "What the first-order model's error costs: relative error (%) of its achievable "
+            "rate against the exact one (`max_rate_relerr_first_order_exact`) against the gap "
+            "(half-space line, slabs as markers), and a map of log10(BER first-order / BER "
+            "exact) (`ber_relerr_first_order_exact`) over the gap (um) and Ts (s).",
+        ),
+        FigureSpec(
+            "channel_reactivity",
+            "Partially absorbing receiver, geometry nearest to the plane: F(t) (dimensionless) "
+            "per reactivity k (exact model lines, simulation markers) and the achievable rate "
+            "(bit/s) against k (um/s, log scale; the absorbing receiver k = inf as horizontal "
+            "lines), exact model and simulation.",
+        ),
     )
     threads, mem_mb, runtime = 2, 2000, 30
 
