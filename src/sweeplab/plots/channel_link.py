@@ -13,6 +13,7 @@ import matplotlib as mpl
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
@@ -37,6 +38,27 @@ __all__ = ["LINK_FIGURES", "channel_ber", "channel_rate", "channel_rate_cost",
            "channel_reactivity"]  # fmt: skip
 
 RATE_LABEL = "achievable rate at the BER target"
+
+
+def _nice(value: float, _pos: int | None = None) -> str:
+    """Tick text of a logarithmic axis: ``%g`` at 1, 2 and 5 times a power of ten, else none."""
+    if not value > 0:
+        return ""
+    mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
+    return f"{value:g}" if any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5)) else ""
+
+
+def _plain_log(ax: Axes, *axes: str) -> None:
+    """Label the logarithmic ``axes`` ("x", "y") at 1-2-5 steps, as plain numbers.
+
+    matplotlib's default labels every minor tick of an axis spanning less than a decade in
+    scientific notation, which overlaps on short ranges (symbol times 0.02 .. 0.4 s).
+    """
+    for name in axes:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(mticker.FuncFormatter(_nice))
+            axis.set_minor_formatter(mticker.FuncFormatter(_nice))
 
 
 def _base(ds: xr.Dataset) -> xr.Dataset:
@@ -98,6 +120,7 @@ def _ber_panel(ax: Axes, s: xr.Dataset, title: str) -> None:
         ax.plot(ts, sim, "o", ms=3, color=SIM_COLOUR)
     ax.set(xscale="log", yscale="log", xlabel=style.label("symbol time Ts", s.Ts),
            ylabel=style.label("bit error rate", s.get("ber_exact", "1")), title=title)  # fmt: skip
+    _plain_log(ax, "x")
     _legend(ax, fontsize="small")
 
 
@@ -159,7 +182,8 @@ def channel_rate(ds: xr.Dataset) -> Figure:
     -------
     Figure
         A panel against the gap for the half-space geometries and one against the slab width
-        for the slabs (the panels the grid has geometries for), every model and the simulation.
+        for the slabs (the panels the grid has geometries for), every model and the simulation;
+        logarithmic x, linear rate from 0.
 
     """
     if "max_rate_exact" not in ds:
@@ -193,7 +217,9 @@ def channel_rate(ds: xr.Dataset) -> Figure:
                 style.no_data(ax, _why(s), title)
                 continue
             ax.set(xscale="log", xlabel=style.label("slab width W", s.slab_width), title=title)
-        ax.set(yscale="log", ylabel=style.label(RATE_LABEL, s.max_rate_exact))
+        ax.set(ylabel=style.label(RATE_LABEL, s.max_rate_exact))
+        ax.set_ylim(bottom=0)
+        _plain_log(ax, "x")
         _legend(ax, fontsize="small")
     return fig
 
@@ -243,6 +269,7 @@ def channel_rate_cost(ds: xr.Dataset) -> Figure:
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel=style.label(GAP_LABEL, sub.gap),
                ylabel=style.label("max_rate error vs exact", "%"), title=title)  # fmt: skip
+        _plain_log(ax, "x")
         _legend(ax, fontsize="small")
     ax = axes[1]
     title = "First-order BER / exact BER"
@@ -263,6 +290,7 @@ def channel_rate_cost(ds: xr.Dataset) -> Figure:
     mesh = ax.pcolormesh(*edges, np.ma.masked_invalid(ratio), cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set(xscale="log", yscale="log", xlabel=style.label("symbol time Ts", s.Ts),
            ylabel=style.label(GAP_LABEL, s.gap), title=title)  # fmt: skip
+    _plain_log(ax, "x", "y")
     fig.colorbar(mesh, ax=ax, label=style.label("log10 BER ratio", "1"))
     return fig
 
@@ -305,8 +333,9 @@ def channel_reactivity(ds: xr.Dataset) -> Figure:
             ax.plot(s.time, s.fraction_exact, "-", color=colour, label=f"exact, {name}")
             drawn = True
         if style.finite_any(s.time, s.fraction_sim):
-            ax.plot(s.time, s.fraction_sim, "o", ms=2.5, color=colour, mfc="none",
-                    label=f"simulated, {name}")  # fmt: skip
+            every = max(1, s.sizes["time"] // 25)  # markers sparse enough to show the line
+            ax.plot(s.time, s.fraction_sim, "o", ms=3, color=colour, mfc="none",
+                    markevery=every, label=f"simulated, {name}")  # fmt: skip
             drawn = True
     if drawn:
         ax.set(xlabel=style.label("time t", sub.time),
@@ -331,6 +360,7 @@ def channel_reactivity(ds: xr.Dataset) -> Figure:
             ax.axhline(inf[0], ls=ls, color=colour, lw=0.8, label=f"{name}, k = ∞")
     if finite.any():
         ax.set(xscale="log")
+        _plain_log(ax, "x")
     else:
         titles[1] += " (k = ∞ only)"
     ax.set(
@@ -338,6 +368,7 @@ def channel_reactivity(ds: xr.Dataset) -> Figure:
         ylabel=style.label(RATE_LABEL, sub.get("max_rate_exact", "1")),
         title=titles[1],
     )
+    ax.set_ylim(bottom=0)
     _legend(ax, fontsize="small")
     return fig
 
