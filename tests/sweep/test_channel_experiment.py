@@ -26,7 +26,7 @@ SECTION = {
 }  # fmt: skip
 #: one geometry, a partially absorbing receiver (k = 10 µm/s) and the absorbing one
 REACTIVE = {**SECTION, "geometry": {"gap1": GEOMETRIES["gap1"]}, "reactivity": [10.0, math.inf],
-            "n_molecules": 1000}  # fmt: skip
+            "correction": ["bridge", "none"], "n_molecules": 1000}  # fmt: skip
 MODELS = {"free": "free", "first_order": "first-order", "convolved": "first-order-convolved",
           "image_chain": "image-chain", "exact": "exact"}  # fmt: skip
 
@@ -52,10 +52,11 @@ def computed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reactive(computed):
-    """The point of REACTIVE with k = 10 µm/s."""
-    return next(
-        at(b, reactivity=10.0) for b in computed[2] if (b.reactivity == 10.0).any()
-    ).squeeze()
+    """The points of REACTIVE with k = 10 µm/s: bridge correction, then none."""
+    points = [at(b, reactivity=10.0, correction=c) for c in ("bridge", "none") for b in computed[2]
+              if ((b.reactivity == 10.0) & (b.correction == c)).any()]  # fmt: skip
+    assert len(points) == 2
+    return points[0].squeeze(), points[1].squeeze()
 
 
 @pytest.fixture(scope="module")
@@ -267,8 +268,29 @@ def test_link_settings_refused_in_one_line(change, message):
 
 
 def test_reactive_receiver_point_matches_direct_mcvd_calls(reactive):
-    """k = 10 µm/s: the exact model and the simulator with partial absorption; closed forms nan."""
-    ds = reactive
+    """k = 10 µm/s: the exact model and the simulator with partial absorption; closed forms nan.
+
+    The point without the bridge correction reuses the models of the one with it (same block,
+    geometry, D and k): every model variable is the same, the simulation is its own.
+    """
+    ds, other = reactive
+    sim_part = (
+        "sim",
+        "_se",
+        "wall_time",
+        "zscore",
+        "n_molecules",
+        "molecule_steps",
+        "status",
+        "error",
+    )
+    models = [v for v in ds.data_vars if not any(s in v for s in sim_part)
+              and v not in {f"nrmse_{k}" for k in MODELS} | {f"relerr_{k}" for k in MODELS}
+              and not v.startswith("point_")]  # fmt: skip
+    assert len(models) > 60 and "ber_exact" in models and "fraction_exact" in models
+    for v in models:
+        np.testing.assert_array_equal(other[v].values, ds[v].values, err_msg=v)
+    assert not np.array_equal(other.fraction_sim.values, ds.fraction_sim.values)
     assert int(ds.status) == 0, str(ds.error.values)
     g = mcvd.Geometry((0, 0, 10), (6, 0, 0), 5, 79.4, reactivity=10.0)
     edges = np.concatenate([[0.0], ds.time.values])
@@ -302,7 +324,11 @@ def test_reactivity_axis_in_the_aggregate(computed):
     """The absorbing receiver's point of REACTIVE has the seed and values it had without the
     axis; the aggregate has both k (inf sorted last) and the axis' units."""
     blocks = computed[2]
-    absorbing = next(at(b, reactivity=math.inf) for b in blocks if np.isinf(b.reactivity).any())
+    absorbing = next(
+        at(b, reactivity=math.inf, correction="bridge")
+        for b in blocks
+        if (np.isinf(b.reactivity) & (b.correction == "bridge")).any()
+    )
     g = mcvd.Geometry((0, 0, 10), (6, 0, 0), 5, 79.4)
     seed = point_seed(3, "channel", geometry="gap1", D=79.4, dt=1e-3, correction="bridge")
     sim = mcvd.simulate(g, 0.5, 1e-3, 1000, seed=seed, batch_size=1000)
@@ -312,7 +338,9 @@ def test_reactivity_axis_in_the_aggregate(computed):
     agg = computed[3]
     assert agg.reactivity.values.tolist() == [10.0, math.inf]
     assert agg.reactivity.attrs["units"] == "um/s" and int(agg.status.sum()) == 0
-    np.testing.assert_array_equal(agg.fraction_sim.sel(reactivity=math.inf).squeeze().values, got)
+    np.testing.assert_array_equal(
+        agg.fraction_sim.sel(reactivity=math.inf, correction="bridge").squeeze().values, got
+    )
     assert agg.fraction_first_order.sel(reactivity=10.0).isnull().all()
 
 

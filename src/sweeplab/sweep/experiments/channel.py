@@ -76,8 +76,6 @@ DEFAULT_BER_TARGET = 1e-3
 #: 1e-4 .. 50 s): measured 1.2-2.3 windows in a half-space (gaps 5 .. 0.05 um), 4-15 in slabs
 #: (W = 100 .. 12 um), paper geometry
 LINK_WINDOWS = 16
-#: sources of the link metrics: the models and the simulation
-LINK_SOURCES = (*MODELS, "sim")
 
 
 def channel_geometry(
@@ -115,6 +113,11 @@ def _seed_params(p: Mapping[str, Any]) -> dict[str, Any]:
     if math.isfinite(p.get("reactivity", math.inf)):
         out["reactivity"] = p["reactivity"]
     return out
+
+
+def _copy(value: Any) -> Any:
+    """Return a copy of a row value: arrays copied, scalars (floats, strings) as they are."""
+    return value.copy() if isinstance(value, np.ndarray) else value
 
 
 def symbol_times(settings: Mapping[str, Any]) -> np.ndarray:
@@ -500,29 +503,44 @@ class Channel(Experiment):
     ) -> dict[str, np.ndarray]:
         """Each point in turn: models in this process, the simulation's batches as Dask tasks.
 
-        ``settings`` holds the geometries' entries (``geometry``) of the block's points.
+        ``settings`` holds the geometries' entries (``geometry``) of the block's points. The
+        models depend on the geometry, D and the reactivity only: points of the block that share
+        them (other dt, correction or seed) reuse the first one's model values.
         """
         n = len(points)
         data = self.empty_points(n, settings, points)
         data["point_wall_time"] = np.zeros(n)
+        models: dict[tuple[Any, ...], dict[str, Any]] = {}
         for i in range(n):
             t0 = time.perf_counter()
-            row = self._point(points.params(i), settings, client)
+            row = self._point(points.params(i), settings, client, models)
             for key, value in row.items():
                 data[key][i] = value
             data["point_wall_time"][i] = time.perf_counter() - t0
         return data
 
-    def _point(self, p: Mapping[str, Any], settings: Mapping[str, Any], client: Client
+    def _point(self, p: Mapping[str, Any], settings: Mapping[str, Any], client: Client,
+               models: dict[tuple[Any, ...], dict[str, Any]] | None = None
                ) -> dict[str, Any]:  # fmt: skip
+        """One point's row; ``models`` caches the rows' model part by (geometry, D, reactivity).
+
+        The cached row is the point's row before the simulation: fill values plus everything
+        the models wrote, so a copy of it is exactly what recomputing the models would give.
+        """
         data = {k: v[0] for k, v in self.empty_points(1, settings).items()}
         try:
             spec = settings["geometry"][p["geometry"]]
             g = channel_geometry(spec, p["D"], settings["wall"], p["reactivity"])
-            data["gap"] = g.gap
-            data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
-            self._models(g, settings, data)
-            self._link_models(g, settings, data)
+            key = (p["geometry"], p["D"], p["reactivity"])
+            if models is not None and key in models:
+                data = {k: _copy(v) for k, v in models[key].items()}
+            else:
+                data["gap"] = g.gap
+                data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
+                self._models(g, settings, data)
+                self._link_models(g, settings, data)
+                if models is not None:
+                    models[key] = {k: _copy(v) for k, v in data.items()}
             seed = point_seed(p["seed"], "channel", **_seed_params(p))
             result = self._simulate(p, g, settings, seed, client)
             self._simulation(result, settings, seed, data)
