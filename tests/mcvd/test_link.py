@@ -312,3 +312,23 @@ def test_tiny_taps_do_not_overflow_and_noise_is_clipped():
     np.testing.assert_array_equal(clip_model_taps([-1e-12, 0.2, np.nan]), [0.0, 0.2, np.nan])
     with pytest.raises(ValueError, match="taps must be"):
         ber(clip_model_taps([0.3, -1e-6]), 100, 10)  # a real negative tap is not hidden
+
+
+@pytest.mark.slow
+def test_simulated_link_matches_the_exact_model_within_its_standard_error():
+    """End to end: a 2e5-molecule simulation near the wall (gap 0.2 µm, dt = 1e-4 s, bridge)
+    gives, at the exact model's optimal threshold, a BER within 4 delta-method standard errors of
+    the exact BER (4 symbol times), and an achievable rate within 5 % of the exact one (the
+    rate of a 2e5-molecule run scatters by about 0.9 %: bench/link_budget.py, its parts)."""
+    from sweeplab.mcvd import simulate
+
+    g = Geometry((0, 0, 10), (5.2, 0, 0), 5.0, 79.4)
+    sim = simulate(g, 2.0, 1e-4, 200_000, seed=11)
+    for ts in (0.1, 0.2, 0.3, 0.4):
+        exact = clip_model_taps(link_taps(g, [ts], 4)[0][0])
+        tau, ber_exact = optimal_threshold(exact, 1000)
+        taps = link_taps(sim, [ts], 4)[0][0]
+        z = (ber(taps, 1000, tau) - ber_exact) / ber_stderr(taps, 1000, tau, sim.n_molecules)
+        assert abs(z) < 4, (ts, z)
+    rate, _ = achievable_rate(sim, 1000, 1e-3, 4)
+    assert rate == pytest.approx(achievable_rate(g, 1000, 1e-3, 4)[0], rel=0.05)
