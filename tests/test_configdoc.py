@@ -18,7 +18,7 @@ README = REPO / configdoc.OUTPUT
 SCHEMA = configdoc.load_schema(SCHEMA_PATH)
 TINY = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
 #: Axis.units (CF text) -> how the schema descriptions write them
-UNITS = {"um^2/s": "[µm²/s]", "s": "[s]", "um": "[µm]"}
+UNITS = {"um^2/s": "[µm²/s]", "s": "[s]", "um": "[µm]", "um/s": "[µm/s]"}
 
 
 def test_config_readme_is_up_to_date():

@@ -125,7 +125,7 @@ def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]
 
 def _value(value: Any) -> str:
     """Return a config value as YAML/JSON text: ``false``, ``null``, ``[0.1]``."""
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False).replace("Infinity", ".inf")  # YAML spelling
 
 
 def _num(value: float) -> str:

@@ -10,8 +10,11 @@ from scipy.stats import binom, norm, poisson
 from sweeplab.mcvd import (
     Geometry,
     SimulationResult,
+    absorbed_fraction,
+    achievable_rate,
     ber,
     ber_stderr,
+    clip_model_taps,
     isi_taps,
     link_taps,
     max_rate,
@@ -259,3 +262,73 @@ def test_bad_input_is_a_one_line_value_error(call, name):
         call()
     message = str(info.value)
     assert "\n" not in message and ("must" in message or "broadcast" in message)
+
+
+def test_achievable_rate_of_a_simulation_is_the_brute_force_smallest_symbol_time():
+    """Every whole number of steps tried directly: the grid search finds the same one."""
+    dt, n_steps, k, n_tx = 1e-3, 4000, 4, 1000
+    f = absorbed_fraction(HALF, dt * np.arange(n_steps + 1), model="exact")
+    sim = fake_simulation(np.diff(f), 100_000, seed=4, dt=dt)
+    cum = np.concatenate([[0.0], np.cumsum(sim.counts) / sim.n_molecules])
+    m = np.arange(1, n_steps // (k + 1) + 1)
+    taps = np.diff(cum[m[:, None] * np.arange(k + 2)], axis=1)
+    best = optimal_threshold(taps, n_tx)[1]
+    for target in (1e-2, 1e-3):
+        first = m[np.flatnonzero(best <= target)[0]]
+        rate, ts = achievable_rate(sim, n_tx, target, k)
+        assert ts == pytest.approx(first * dt, rel=1e-12) and rate == pytest.approx(1 / ts)
+    assert np.isnan(achievable_rate(sim, 10, 1e-3, k)[0])  # 10 molecules: never reached
+
+
+@pytest.mark.parametrize(("model", "n_tx"), [("exact", 1000), ("first-order", 300)])
+def test_achievable_rate_of_a_model_meets_the_target_and_the_point_before_does_not(model, n_tx):
+    k, target = 4, 1e-3
+    rate, ts = achievable_rate(HALF, n_tx, target, k, model=model)
+    lo, hi = link_module.RATE_TS_RANGE
+    step = (hi / lo) ** (1 / ((link_module.RATE_COARSE - 1) * link_module.RATE_FINE))
+    taps = clip_model_taps(link_taps(HALF, [ts, ts / step], k, model=model)[0])
+    best = [min(ber(row, n_tx, np.arange(n_tx + 1))) for row in taps]  # every threshold
+    assert best[0] <= target < best[1]
+    assert rate == 1 / ts
+    # the same answer as max_rate on the two grid points
+    assert max_rate([ts / step, ts], taps[::-1], n_tx, target) == rate
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"n_molecules": 0}, r"n_molecules must be"), ({"ber_target": 0.5}, r"ber_target must be"),
+     ({"isi_memory": -1}, r"isi_memory must be"), ({"ts_range": (1.0, 0.1)}, r"ts_range must")],
+)  # fmt: skip
+def test_achievable_rate_bad_input(kwargs, message):
+    args = {"n_molecules": 100, "ber_target": 1e-3, "isi_memory": 2, **kwargs}
+    with pytest.raises(ValueError, match=message) as info:
+        achievable_rate(HALF, **args)
+    assert "\n" not in str(info.value)
+
+
+def test_tiny_taps_do_not_overflow_and_noise_is_clipped():
+    """A tap of 1e-308 (scipy's binomial pmf overflows there) acts as 0."""
+    assert ber([0.3, 1e-308], 1000, 150) == ber([0.3, 0.0], 1000, 150)
+    np.testing.assert_array_equal(clip_model_taps([-1e-12, 0.2, np.nan]), [0.0, 0.2, np.nan])
+    with pytest.raises(ValueError, match="taps must be"):
+        ber(clip_model_taps([0.3, -1e-6]), 100, 10)  # a real negative tap is not hidden
+
+
+@pytest.mark.slow
+def test_simulated_link_matches_the_exact_model_within_its_standard_error():
+    """End to end: a 2e5-molecule simulation near the wall (gap 0.2 µm, dt = 1e-4 s, bridge)
+    gives, at the exact model's optimal threshold, a BER within 4 delta-method standard errors of
+    the exact BER (4 symbol times), and an achievable rate within 5 % of the exact one (the
+    rate of a 2e5-molecule run scatters by about 0.9 %: bench/link_budget.py, its parts)."""
+    from sweeplab.mcvd import simulate
+
+    g = Geometry((0, 0, 10), (5.2, 0, 0), 5.0, 79.4)
+    sim = simulate(g, 2.0, 1e-4, 200_000, seed=11)
+    for ts in (0.1, 0.2, 0.3, 0.4):
+        exact = clip_model_taps(link_taps(g, [ts], 4)[0][0])
+        tau, ber_exact = optimal_threshold(exact, 1000)
+        taps = link_taps(sim, [ts], 4)[0][0]
+        z = (ber(taps, 1000, tau) - ber_exact) / ber_stderr(taps, 1000, tau, sim.n_molecules)
+        assert abs(z) < 4, (ts, z)
+    rate, _ = achievable_rate(sim, 1000, 1e-3, 4)
+    assert rate == pytest.approx(achievable_rate(g, 1000, 1e-3, 4)[0], rel=0.05)

@@ -259,7 +259,7 @@ def test_a_non_finite_setting_is_refused_before_any_plan_file(tmp_path):
     section = {**SHARP, "gauge_spread": NAN}
     with pytest.raises(ValueError, match=r"sharpness\.gauge_spread = nan; allowed"):
         validate_config({"experiments": ["sharpness"], "sharpness": section})
-    with pytest.raises(ValueError, match=r"must be finite, got nan"):
+    with pytest.raises(ValueError, match=r"must be numbers \(finite, or ±inf\), got nan"):
         plan("sharpness", section, tmp_path / "blocks").write_plan_files(tmp_path / "plans")
     assert list(tmp_path.iterdir()) == []
 

@@ -23,8 +23,12 @@ def test_schema_enum_and_sections_match_the_registry():
     assert {k for k in schema["properties"] if k not in top} == set(REGISTRY)
     for name, exp in REGISTRY.items():
         section = schema["properties"][name]
-        for axis in exp.axes:  # every axis is a required key of the section
-            assert axis.key in section["required"], (name, axis.key)
+        for axis in exp.axes:  # every axis is a required key, or documents its default
+            if axis.default is None:
+                assert axis.key in section["required"], (name, axis.key)
+            else:
+                assert axis.key not in section["required"], (name, axis.key)
+                assert section["properties"][axis.key]["x-default"] == list(axis.default)
             if axis.kind == "count":  # a count of values (seeds), no longer chunked per block
                 assert section["properties"][axis.key]["type"] == "integer", (name, axis.key)
         assert "seeds_per_block" not in section["properties"], name

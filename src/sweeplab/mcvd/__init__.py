@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from .limits import MIN_GAP_RATIO, check_exact_gap, exact_window_cost
     from .link import (
         LINK_METHODS,
+        achievable_rate,
         ber,
         ber_stderr,
+        clip_model_taps,
         link_taps,
         max_rate,
         optimal_threshold,
@@ -60,12 +62,14 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "absorbed_fraction": "analytic",
+    "achievable_rate": "link",
     "absorption_probability": "reactive",
     "ALL_MODELS": "analytic",
     "ber": "link",
     "ber_stderr": "link",
     "binned_hitting_rate": "simulator",
     "check_exact_gap": "limits",
+    "clip_model_taps": "link",
     "combine": "simulator",
     "CORRECTIONS": "simulator",
     "cumulative_fraction": "simulator",
@@ -117,10 +121,12 @@ __all__ = [
     "ValidityWarning",
     "absorbed_fraction",
     "absorption_probability",
+    "achievable_rate",
     "ber",
     "ber_stderr",
     "binned_hitting_rate",
     "check_exact_gap",
+    "clip_model_taps",
     "combine",
     "cumulative_fraction",
     "erfc_terms",

@@ -60,8 +60,10 @@ __all__ = [
     "DIRECT_MAX",
     "LINK_METHODS",
     "TRUNCATION",
+    "achievable_rate",
     "ber",
     "ber_stderr",
+    "clip_model_taps",
     "link_taps",
     "max_rate",
     "optimal_threshold",
@@ -79,8 +81,18 @@ TRUNCATION = 1e-16
 DIRECT_MAX = 1 << 24
 #: ISI memories above this are refused by the Gaussian method (it enumerates the 2^K patterns).
 GAUSSIAN_MAX_MEMORY = 16
+#: Taps below this are treated as 0 (scipy's binomial pmf overflows near 1e-305; dropping such
+#: a tap moves the BER by at most N times it, far below :data:`TRUNCATION`).
+TINY_TAP = 1e-200
 #: Slack on the sum of the taps (differences of a cumulative fraction may round above 1).
 SUM_SLACK = 1e-9
+#: Model taps above ``-TAP_NOISE`` are clipped to 0 by :func:`clip_model_taps` (the exact model's
+#: F(t) is accurate to 1e-10 absolute, so a difference of two values may come out at ~-1e-12).
+TAP_NOISE = 1e-9
+#: Symbol-time range (s) searched by :func:`achievable_rate` for a channel model.
+RATE_TS_RANGE = (1e-4, 10.0)
+#: Coarse log-spaced grid points over the range, then points refining the first bracket.
+RATE_COARSE, RATE_FINE = 64, 32
 
 _TAPS_RANGE = "probabilities in [0, 1] along the last axis (h_0 .. h_K), summing to <= 1"
 
@@ -156,6 +168,7 @@ def _tap_pieces(
     ``P(X = lo_b + j)`` for ``j < width_b`` (zero beyond), with ``P(X < lo) < delta`` and
     ``P(X > lo + width − 1) <= delta``.
     """
+    p = np.where(p < TINY_TAP, 0.0, p)
     if family == "exact":
         lo = binom.ppf(delta, n, p)  # smallest k with P(X <= k) >= delta
         # upper quantile by reflection (X ↦ n − X); 1 − p loses p's digits when p is tiny, where
@@ -680,3 +693,135 @@ def link_taps(
     cum = np.asarray(absorbed_fraction(source, edges.ravel(), model=model), dtype=np.float64)
     taps = np.diff(cum.reshape(edges.shape), axis=1)
     return taps, np.zeros_like(taps)
+
+
+def clip_model_taps(taps: ArrayLike) -> NDArray[np.float64]:
+    """Return model taps with rounding noise (values in ``[-TAP_NOISE, 0)``) set to 0.
+
+    Differences of a model's ``F`` that is accurate to ~1e-10 absolute (the exact model) can
+    be a few 1e-12 below zero where the true tap is ~0; anything more negative is left as it
+    is (and refused by :func:`ber`). nan stays nan.
+    """
+    h = np.array(taps, dtype=np.float64)
+    h[(h < 0.0) & (h >= -TAP_NOISE)] = 0.0
+    return h
+
+
+def _first_meeting(best: NDArray[np.float64], target: float) -> int:
+    """Index of the first entry ``<= target`` (nan never meets), or -1."""
+    ok = np.flatnonzero(np.nan_to_num(best, nan=np.inf) <= target)
+    return int(ok[0]) if ok.size else -1
+
+
+def _optimal_rows(taps: NDArray[np.float64], n: int, prior: float) -> NDArray[np.float64]:
+    """Minimal exact BER per row; nan for a row with a nan tap."""
+    out = np.full(taps.shape[0], math.nan)
+    ok = np.isfinite(taps).all(axis=1)
+    if ok.any():
+        out[ok] = np.atleast_1d(optimal_threshold(taps[ok], n, prior=prior)[1])
+    return out
+
+
+def achievable_rate(
+    source: Geometry | SimulationResult,
+    n_molecules: int,
+    ber_target: float,
+    isi_memory: int = 4,
+    *,
+    model: str = "exact",
+    prior: float = 0.5,
+    ts_range: tuple[float, float] = RATE_TS_RANGE,
+) -> tuple[float, float]:
+    """Highest bit rate whose exact BER at the optimal threshold meets a target, by grid search.
+
+    The symbol time ``T_s`` is searched on a grid: :data:`RATE_COARSE` log-spaced points over
+    the range, then :data:`RATE_FINE` log-spaced points between the first coarse point that
+    meets the target and the one before it (relative resolution about
+    ``(ts_max / ts_min)^(1 / ((RATE_COARSE − 1) RATE_FINE))``, 0.6 % for the default range).
+    The BER need not be monotone in ``T_s``: the result is the smallest *grid* symbol time that
+    meets the target (a shorter one between earlier coarse points is not looked for).
+
+    Parameters
+    ----------
+    source : Geometry or SimulationResult
+        A channel, evaluated with ``model`` over ``ts_range``; or a simulation, whose symbol
+        times are whole numbers ``m`` of its steps with ``(K + 1) m dt <= t_end`` (every ``m``
+        in the refined bracket is tried: resolution one step).
+    n_molecules : int
+        Molecules ``N`` per 1 bit, >= 1.
+    ber_target : float
+        Largest acceptable BER, in (0, 0.5).
+    isi_memory : int
+        ISI memory ``K`` >= 0: ``K + 1`` taps per symbol time.
+    model : str
+        Model for a geometry (:data:`~sweeplab.mcvd.analytic.ALL_MODELS`); an approximate form's
+        taps beyond its validity domain are nan and never meet the target.
+    prior : float
+        Probability of a 1 bit, in (0, 1).
+    ts_range : (float, float)
+        Smallest and largest symbol time searched for a geometry (s), ``0 < min < max``.
+
+    Returns
+    -------
+    rate : float
+        ``1 / T_min`` (bits/s); nan if no searched symbol time meets the target.
+    ts_min : float
+        ``T_min`` (s); nan likewise.
+
+    Raises
+    ------
+    ValueError
+        One line naming the bad parameter and its allowed range (also a model that refuses
+        the geometry, e.g. a closed form for a finite reactivity).
+
+    """
+    import warnings
+
+    from .analytic import ValidityWarning
+
+    n = check_integer(n_molecules, "n_molecules", 1)
+    k = check_integer(isi_memory, "isi_memory", 0)
+    pri = _check_prior(prior)
+    target_range = "a number in (0, 0.5)"
+    target = check_number(ber_target, "ber_target", target_range, minimum=0.0, strict=True)
+    if target >= 0.5:
+        raise ValueError(f"ber_target must be {target_range}, got {ber_target!r}")
+    if isinstance(source, SimulationResult):
+        cum = np.concatenate([[0.0], np.cumsum(source.counts) / source.n_molecules])
+        m_max = (cum.size - 1) // (k + 1)
+        if m_max < 1:
+            return math.nan, math.nan
+        j = np.arange(k + 2)
+
+        def at(m: NDArray[np.int64]) -> NDArray[np.float64]:
+            return _optimal_rows(np.diff(cum[m[:, None] * j], axis=1), n, pri)
+
+        coarse = np.unique(np.round(np.geomspace(1, m_max, RATE_COARSE)).astype(np.int64))
+        i = _first_meeting(at(coarse), target)
+        if i < 0:
+            return math.nan, math.nan
+        if i > 0:
+            fine = np.arange(coarse[i - 1] + 1, coarse[i] + 1, dtype=np.int64)
+            coarse = fine[_first_meeting(at(fine), target) :]
+            i = 0
+        ts = float(coarse[i]) * source.dt
+        return 1.0 / ts, ts
+    lo, hi = (check_number(v, "ts_range", "two symbol times 0 < min < max (s)", minimum=0.0,
+                           strict=True) for v in ts_range)  # fmt: skip
+    if not lo < hi:
+        raise ValueError(f"ts_range must be two symbol times 0 < min < max (s), got {ts_range!r}")
+
+    def taps_at(ts: NDArray[np.float64]) -> NDArray[np.float64]:
+        with warnings.catch_warnings():  # beyond a validity limit: nan, never meets the target
+            warnings.simplefilter("ignore", ValidityWarning)
+            return _optimal_rows(clip_model_taps(link_taps(source, ts, k, model=model)[0]), n, pri)
+
+    grid = np.geomspace(lo, hi, RATE_COARSE)
+    i = _first_meeting(taps_at(grid), target)
+    if i < 0:
+        return math.nan, math.nan
+    if i > 0:
+        fine = np.geomspace(grid[i - 1], grid[i], RATE_FINE + 1)[1:]
+        fine[-1] = grid[i]
+        grid, i = fine, _first_meeting(taps_at(fine), target)
+    return 1.0 / float(grid[i]), float(grid[i])

@@ -41,6 +41,17 @@ SIM_COLOUR = style.OKABE_ITO["blue"]
 GAP_LABEL = "gap RX–plane"
 
 
+def _absorbing(ds: xr.Dataset) -> xr.Dataset:
+    """Select the perfectly absorbing receiver (reactivity inf), else the first reactivity.
+
+    Stores written before the ``reactivity`` axis existed have no such dimension: unchanged.
+    """
+    if "reactivity" not in ds.dims:
+        return ds
+    k = np.asarray(ds.reactivity.values, dtype=float)
+    return ds.isel(reactivity=int(np.flatnonzero(np.isposinf(k))[0]) if np.isposinf(k).any() else 0)
+
+
 def _main_geometry(ds: xr.Dataset) -> str:
     names = [str(g) for g in ds.geometry.values]
     return "paper" if "paper" in names else names[0]
@@ -110,6 +121,7 @@ def channel_response(ds: xr.Dataset) -> Figure:
         Hitting rate over time (left) and cumulative absorbed fraction F(t) (right).
 
     """
+    ds = _absorbing(ds)
     g = _main_geometry(ds)
     sub = _correction(ds.sel(geometry=g)).isel(D=0, seed=0).sel(dt=float(ds.dt.min()))
     fig, axes = plt.subplots(1, 2, figsize=style.size("double", 2.7), layout="constrained")
@@ -159,6 +171,7 @@ def channel_gap(ds: xr.Dataset) -> Figure:
         One panel: error (%) against the gap of the half-space geometries (log scale).
 
     """
+    ds = _absorbing(ds)
     sub = _correction(ds.isel(D=0, seed=0).sel(dt=float(ds.dt.min())))
     sub = sub.isel(geometry=np.flatnonzero(~_is_slab(ds)))
     fig, ax = plt.subplots(figsize=style.size("single", 2.6), layout="constrained")
@@ -195,6 +208,7 @@ def channel_dt(ds: xr.Dataset) -> Figure:
         first-order and exact model values as horizontal lines.
 
     """
+    ds = _absorbing(ds)
     g = _main_geometry(ds)
     sub = ds.sel(geometry=g).isel(D=0, seed=0)
     fig, ax = plt.subplots(figsize=style.size("single", 2.8), layout="constrained")
@@ -243,6 +257,7 @@ def channel_model_error(ds: xr.Dataset) -> Figure:
         Two maps (first-order, image chain) over time and gap (log scale), one colour bar.
 
     """
+    ds = _absorbing(ds)
     keys = [("first_order", "first-order"), ("image_chain", "image chain")]
     fig, axes = plt.subplots(1, 2, figsize=style.size("double", 2.8), layout="constrained")
     if not _has(ds, "relerr_first_order_exact", "relerr_image_chain_exact"):
@@ -304,6 +319,7 @@ def channel_slab(ds: xr.Dataset) -> Figure:
         half-space exact value of the same gap as a dotted line.
 
     """
+    ds = _absorbing(ds)
     fig, ax = plt.subplots(figsize=style.size("double", 2.8), layout="constrained")
     slab = _is_slab(ds)
     if not slab.any() or "fraction_exact" not in ds:
@@ -357,6 +373,7 @@ def channel_dt_exact(ds: xr.Dataset) -> Figure:
         time (right), against dt (log scale), one series per correction.
 
     """
+    ds = _absorbing(ds)
     fig, axes = plt.subplots(1, 2, figsize=style.size("double", 2.7), layout="constrained")
     if not _has(ds, "fraction_exact", "zscore_sim_exact"):
         for ax in axes:
@@ -412,3 +429,8 @@ FIGURES = {
     "channel_slab": channel_slab,
     "channel_dt_exact": channel_dt_exact,
 }
+
+# the link figures (BER, achievable rate, reactive receiver) live in their own module
+from .channel_link import LINK_FIGURES  # noqa: E402
+
+FIGURES.update(LINK_FIGURES)

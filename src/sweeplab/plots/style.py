@@ -151,7 +151,7 @@ RC: dict[str, Any] = {
 }
 
 #: dataset ``units`` -> label text (others are shown as stored)
-UNIT_TEXT = {"um": "µm", "um^2/s": "µm²/s", "step": "steps", "": "1"}
+UNIT_TEXT = {"um": "µm", "um^2/s": "µm²/s", "um/s": "µm/s", "step": "steps", "": "1"}
 
 
 def context() -> contextlib.AbstractContextManager[None]:

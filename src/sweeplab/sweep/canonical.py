@@ -27,14 +27,15 @@ def format_value(value: Any) -> str:
     """Return the canonical text of a parameter value (int, float, bool or str).
 
     Floats are rounded to 12 significant digits, then printed in the shortest form that reads
-    back to that number; integral floats print as integers. Strings may hold only letters,
-    digits, ``.``, ``+`` and ``-`` (no block-name separators ``_``/``~``, no ``/``, whitespace
-    or control characters).
+    back to that number; integral floats print as integers; infinities print as ``inf`` and
+    ``-inf`` (the config check refuses them except where the schema allows them). Strings may
+    hold only letters, digits, ``.``, ``+`` and ``-`` (no block-name separators ``_``/``~``,
+    no ``/``, whitespace or control characters).
 
     Raises
     ------
     ValueError
-        For non-finite floats, unsupported types or strings with separator characters.
+        For nan, unsupported types or strings with separator characters.
 
     """
     if isinstance(value, bool | np.bool_):
@@ -43,8 +44,10 @@ def format_value(value: Any) -> str:
         return str(int(value))
     if isinstance(value, float | np.floating):
         v = float(value)
-        if not math.isfinite(v):
-            raise ValueError(f"parameter values must be finite, got {value!r}")
+        if math.isnan(v):
+            raise ValueError(f"parameter values must be numbers (finite, or ±inf), got {value!r}")
+        if math.isinf(v):  # e.g. an infinite reactivity (an axis whose schema allows it)
+            return "inf" if v > 0 else "-inf"
         v = float(f"{v:.12g}")
         if v == int(v) and abs(v) < 1e15:
             return str(int(v))

@@ -81,7 +81,9 @@ def _allowed(schema: Mapping[str, Any]) -> str:
                     ("exclusiveMaximum", "<")):  # fmt: skip
         if key in schema:
             parts.append(f"{op} {schema[key]}")
-    return "a finite number" + (" " + " and ".join(parts) if parts else "")
+    text = "a number" if schema.get("x-allow-inf") else "a finite number"
+    text += " " + " and ".join(parts) if parts else ""
+    return text + (" (or .inf)" if schema.get("x-allow-inf") else "")
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
@@ -93,6 +95,8 @@ def _dotted(path: tuple[Any, ...]) -> str:
 
 def check_finite(config: Any, path: tuple[Any, ...] = ()) -> None:
     """Reject NaN and infinite numbers anywhere in ``config``, naming the key and the range.
+
+    ``+inf`` is let through where the value's schema says ``x-allow-inf: true``.
 
     Raises
     ------
@@ -107,6 +111,8 @@ def check_finite(config: Any, path: tuple[Any, ...] = ()) -> None:
         for i, value in enumerate(config):
             check_finite(value, (*path, i))
     elif isinstance(config, float | np.floating) and not math.isfinite(float(config)):
+        if float(config) == math.inf and _subschema(path).get("x-allow-inf"):
+            return  # e.g. channel.reactivity: .inf is the perfectly absorbing receiver
         raise ValueError(
             f"{_dotted(path)} = {float(config)!r}; allowed: {_allowed(_subschema(path))}"
         )

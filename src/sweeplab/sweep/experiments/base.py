@@ -63,6 +63,8 @@ class Axis:
         ``list``: the section's list of values; ``mapping``: the keys of a mapping of named
         entries (e.g. geometries; the entry's content is part of the point's identity);
         ``count``: the section holds a count ``n``, the values are ``0 .. n-1`` (seeds).
+    default : tuple, optional
+        Values of a ``list`` axis whose key the section lacks (``None``: the key is required).
 
     """
 
@@ -73,11 +75,18 @@ class Axis:
     long_name: str
     dim: str = ""
     kind: str = "list"
+    default: tuple[Any, ...] | None = None
 
     @classmethod
     def seed_count(cls, long_name: str) -> Axis:
         """Return the usual seed axis: ``seeds`` (a count), dimension ``seed``."""
         return cls("seed", "seeds", int, "1", long_name, dim="seed", kind="count")
+
+    def raw(self, section: Mapping[str, Any]) -> Any:
+        """Return the section's value of the axis (its ``default`` where the key is absent)."""
+        if self.default is not None and self.key not in section:
+            return list(self.default)
+        return section[self.key]
 
     @property
     def dimension(self) -> str:
@@ -86,14 +95,14 @@ class Axis:
 
     def size(self, section: Mapping[str, Any]) -> int:
         """Return the number of values, without enumerating them."""
-        value = section[self.key]
+        value = self.raw(section)
         return int(value) if self.kind == "count" else len(value)
 
     def coords(self, section: Mapping[str, Any]) -> np.ndarray:
         """Return the dimension's coordinate values in the aggregate: sorted, unique."""
         if self.kind == "count":
             return np.arange(int(section[self.key]), dtype=np.int64)
-        values = sorted(section[self.key])
+        values = sorted(self.raw(section))
         if self.type is str:
             return np.array(values, dtype=object)
         return np.asarray(values, dtype=np.int64 if self.type is int else np.float64)
@@ -314,7 +323,7 @@ class Experiment:
             if axis.kind == "count":
                 continue
             seen: dict[str, Any] = {}
-            for value in section[axis.key]:
+            for value in axis.raw(section):
                 text = format_value(value)
                 if text in seen:
                     raise ValueError(

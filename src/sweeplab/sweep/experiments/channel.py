@@ -10,6 +10,14 @@ validity domain (:func:`sweeplab.mcvd.validity_limit`: its ``F`` in ``[0, 1]`` a
 of :mod:`sweeplab.mcvd.metrics` (peak, ``F(Ts)``, ISI taps) are stored for every model and for
 the simulation, over the symbol durations ``Ts`` of the config (``symbol_time``, an inner
 dimension: one simulation serves every ``Ts``).
+
+The link metrics of :mod:`sweeplab.mcvd.link` (issue 21) are stored for every model and for the
+simulation: on-off keying with ``n_tx`` molecules per 1-bit and ISI memory ``isi_memory`` (the
+first ``isi_memory + 1`` stored taps), the optimal threshold and its exact BER at every ``Ts``
+(``threshold_*``, ``ber_*``; the simulation's with a delta-method standard error ``ber_sim_se``),
+the achievable rate at ``ber_target`` (``max_rate_*``, a grid search over the symbol time, see
+:func:`sweeplab.mcvd.achievable_rate`) and each model's errors against the exact one
+(``ber_relerr_*_exact``, ``max_rate_relerr_*_exact``).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ __all__ = ["CHANNEL", "EXPERIMENT", "channel_geometry"]
 logger = logging.getLogger(__name__)
 
 RETRIES = 2
-DIMS = ("geometry", "D", "dt", "correction", "seed")
+DIMS = ("geometry", "reactivity", "D", "dt", "correction", "seed")
 T = (*DIMS, "time")
 TM = (*DIMS, "time_mid")
 TS = (*DIMS, "Ts")
@@ -60,22 +68,91 @@ N_TAPS = 5
 DEFAULT_SYMBOL_TIME = (0.1,)
 #: relative errors against the exact F(t) are nan where it is not above this
 RELERR_FLOOR = 1e-3
+#: link settings when the config has none: molecules per 1-bit, ISI memory K, BER target
+DEFAULT_N_TX = 1000
+DEFAULT_ISI_MEMORY = 4
+DEFAULT_BER_TARGET = 1e-3
+#: exact-model windows charged for the achievable-rate search (96 symbol times x 6 edges over
+#: 1e-4 .. 50 s): measured 1.2-2.3 windows in a half-space (gaps 5 .. 0.05 um), 4-15 in slabs
+#: (W = 100 .. 12 um), paper geometry
+LINK_WINDOWS = 16
 
 
-def channel_geometry(spec: Mapping[str, Any], D: float, wall: bool) -> mcvd.Geometry:
+def channel_geometry(
+    spec: Mapping[str, Any], D: float, wall: bool, reactivity: float = math.inf
+) -> mcvd.Geometry:
     """Build the :class:`~sweeplab.mcvd.Geometry` of a named geometry entry of the config.
 
-    ``slab_width`` (µm, optional) adds the second reflecting plane ``x = slab_width``.
+    ``slab_width`` (µm, optional) adds the second reflecting plane ``x = slab_width``;
+    ``reactivity`` (µm/s) is the receiver's Collins–Kimball reactivity (inf: absorbing).
     """
     return mcvd.Geometry(
         tuple(spec["tx"]), tuple(spec["rx"]), spec["radius"], D, wall=wall,
-        slab_width=spec.get("slab_width"),
+        slab_width=spec.get("slab_width"), reactivity=reactivity,
     )  # fmt: skip
+
+
+def _applies(key: str, g: mcvd.Geometry) -> bool:
+    """Return whether model ``key`` is evaluated for ``g``.
+
+    The image chain needs a half-space; only the exact model handles a partially absorbing
+    (finite-reactivity) receiver.
+    """
+    if key == "image_chain" and g.is_slab:
+        return False
+    return key == "exact" or not g.is_reactive
+
+
+def _seed_params(p: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters a simulation's seed derives from: all but ``seed``; ``reactivity`` if finite.
+
+    An absorbing receiver (``reactivity`` inf) keeps the seeds it had before the axis existed,
+    so its simulations are bit-identical to those of version 2.
+    """
+    out = {k: p[k] for k in ("geometry", "D", "dt", "correction")}
+    if math.isfinite(p.get("reactivity", math.inf)):
+        out["reactivity"] = p["reactivity"]
+    return out
+
+
+def _copy(value: Any) -> Any:
+    """Return a copy of a row value: arrays copied, scalars (floats, strings) as they are."""
+    return value.copy() if isinstance(value, np.ndarray) else value
 
 
 def symbol_times(settings: Mapping[str, Any]) -> np.ndarray:
     """Sorted symbol durations ``Ts`` (s) of a channel section."""
     return np.asarray(sorted(settings.get("symbol_time", DEFAULT_SYMBOL_TIME)), dtype=np.float64)
+
+
+def link_settings(settings: Mapping[str, Any]) -> tuple[int, int, float]:
+    """``(n_tx, isi_memory, ber_target)`` of a channel section (defaults where absent)."""
+    return (
+        int(settings.get("n_tx", DEFAULT_N_TX)),
+        int(settings.get("isi_memory", DEFAULT_ISI_MEMORY)),
+        float(settings.get("ber_target", DEFAULT_BER_TARGET)),
+    )
+
+
+def _link_vars(src: str, what: str) -> dict[str, Var]:
+    link = "on-off keying with n_tx molecules per 1-bit and ISI memory isi_memory"
+    searched = ("Ts = whole steps with (isi_memory + 1) Ts <= t_end" if src == "sim"
+                else "Ts searched over 1e-4 .. 10 s")  # fmt: skip
+    out = {
+        f"ber_{src}": Var(TS, "1", f"bit error rate at the optimal threshold (exact count "
+                          f"distribution, {link}), {what}"),
+        f"threshold_{src}": Var(TS, "1", f"optimal detection threshold (molecules counted in "
+                                f"a symbol; decide 1 at >= threshold), {what}"),
+        f"max_rate_{src}": Var(DIMS, "bit/s", f"achievable rate 1/Ts at BER <= ber_target "
+                               f"(smallest Ts on a search grid, {searched}; nan: not "
+                               f"reached), {what}"),
+    }  # fmt: skip
+    if src == "sim":
+        out["ber_sim_se"] = Var(
+            TS, "1", "standard error of ber_sim from the simulated taps' multinomial "
+            "uncertainty (delta method)",
+        )  # fmt: skip
+    return out
 
 
 def _metric_vars(src: str, what: str) -> dict[str, Var]:
@@ -92,11 +169,13 @@ def _metric_vars(src: str, what: str) -> dict[str, Var]:
     return out
 
 
+#: closed forms of an absorbing receiver: nan at a finite reactivity (they refuse it)
+_ABSORBING_ONLY = "; nan for a finite reactivity"
 _LABEL = {
-    "free": "free space (RX alone)",
-    "first_order": "first-order form (two-mirror in a slab)",
-    "convolved": "first-order-convolved variant",
-    "image_chain": "image chain (half-space only, nan in a slab)",
+    "free": "free space (RX alone" + _ABSORBING_ONLY + ")",
+    "first_order": "first-order form (two-mirror in a slab" + _ABSORBING_ONLY + ")",
+    "convolved": "first-order-convolved variant (" + _ABSORBING_ONLY[2:] + ")",
+    "image_chain": "image chain (half-space only, nan in a slab" + _ABSORBING_ONLY + ")",
     "exact": "exact model",
 }
 
@@ -131,6 +210,16 @@ def _variables() -> dict[str, Var]:
     for key, what in _LABEL.items():
         v.update(_metric_vars(key, what))
     v.update(_metric_vars("sim", "simulation"))
+    for key, what in _LABEL.items():
+        v.update(_link_vars(key, what))
+    v.update(_link_vars("sim", "simulation"))
+    for key in APPROX:
+        v[f"ber_relerr_{key}_exact"] = Var(
+            TS, "1", f"relative error of the optimal BER vs the exact model, {_LABEL[key]}"
+        )
+        v[f"max_rate_relerr_{key}_exact"] = Var(
+            DIMS, "1", f"relative error of the achievable rate vs the exact model, {_LABEL[key]}"
+        )
     for key in VALIDITY:
         v[f"valid_until_{key}"] = Var(
             DIMS, "s", f"end of the validity domain of the {_LABEL[key]}: its F(t) stops "
@@ -152,7 +241,9 @@ class Channel(Experiment):
     name = "channel"
     #: 2: approximate forms are nan beyond their validity domain (were negative, decreasing F
     #: in slabs), ``valid_until_*`` added, a simulation without absorption has a nan peak
-    version = 2
+    #: 3: link metrics (``ber_*``, ``threshold_*``, ``max_rate_*``, their errors vs exact) and
+    #: the ``reactivity`` axis
+    version = 3
     order = 30
     axes = (
         Axis(
@@ -162,6 +253,14 @@ class Channel(Experiment):
             "1",
             "named channel geometry (config channel.geometry)",
             kind="mapping",
+        ),
+        Axis(
+            "reactivity",
+            "reactivity",
+            float,
+            "um/s",
+            "Collins-Kimball reactivity k of the receiver surface (inf: perfectly absorbing)",
+            default=(math.inf,),
         ),
         Axis("D", "D", float, "um^2/s", "diffusion coefficient"),
         Axis("dt", "dt", float, "s", "simulation time step"),
@@ -219,6 +318,35 @@ class Channel(Experiment):
             "correction: relative error of F(T) (%, with its standard error) and RMS over time of "
             "the z-score `zscore_sim_exact` (about 1 for an unbiased simulator).",
         ),
+        FigureSpec(
+            "channel_ber",
+            "Bit error rate of on-off keying at the optimal threshold (`ber_*`, dimensionless, "
+            "log scale) against the symbol time Ts (s), for the geometries nearest to and "
+            "farthest from the plane x = 0: every model (exact, first-order, image chain, free "
+            "space) and the simulation with a ±1 standard-error band (`ber_sim_se`); absorbing "
+            "receiver, smallest dt.",
+        ),
+        FigureSpec(
+            "channel_rate",
+            "Achievable rate at the BER target (`max_rate_*`, bit/s) against the RX-plane gap "
+            "(um, half-space geometries) and against the slab width W (um, one series per gap), "
+            "every model and the simulation (open circles; nan where no symbol time reaches "
+            "the target).",
+        ),
+        FigureSpec(
+            "channel_rate_cost",
+            "What the first-order model's error costs: relative error (%) of its achievable "
+            "rate against the exact one (`max_rate_relerr_first_order_exact`) against the gap "
+            "(half-space line, slabs as markers), and a map of log10(BER first-order / BER "
+            "exact) (`ber_relerr_first_order_exact`) over the gap (um) and Ts (s).",
+        ),
+        FigureSpec(
+            "channel_reactivity",
+            "Partially absorbing receiver, geometry nearest to the plane: F(t) (dimensionless) "
+            "per reactivity k (exact model lines, simulation markers) and the achievable rate "
+            "(bit/s) against k (um/s, log scale; the absorbing receiver k = inf as horizontal "
+            "lines), exact model and simulation.",
+        ),
     )
     threads, mem_mb, runtime = 2, 2000, 30
 
@@ -236,6 +364,13 @@ class Channel(Experiment):
                     mcvd.check_exact_gap(channel_geometry(spec, d, section["wall"]))
                 except ValueError as exc:
                     raise ValueError(f"channel.geometry.{name}: {exc}") from None
+        for k in section.get("reactivity", [math.inf]):
+            real = isinstance(k, int | float) and not isinstance(k, bool)
+            if not (real and k > 0):  # nan fails too; inf is the absorbing receiver
+                raise ValueError(
+                    f"channel.reactivity: {k!r}; allowed: numbers > 0 µm/s (.inf: perfectly "
+                    "absorbing receiver)"
+                )
         super().validate(section)
         for dt in section["dt"]:
             for key in ("t_end", "bin_width"):
@@ -244,6 +379,7 @@ class Channel(Experiment):
                         f"channel.{key} = {section[key]} s must be a whole number of steps of "
                         f"channel.dt = {dt} s"
                     )
+        self._validate_link(section)
         if not mcvd.whole_steps(section["t_end"], section["bin_width"]):
             raise ValueError(
                 f"channel.bin_width = {section['bin_width']} s must divide channel.t_end = "
@@ -265,6 +401,26 @@ class Channel(Experiment):
                         f"channel.symbol_time = {ts} s must be a whole number of steps of "
                         f"channel.dt = {dt} s"
                     )
+
+    @staticmethod
+    def _validate_link(section: Mapping[str, Any]) -> None:
+        """Check ``n_tx`` >= 1, ``isi_memory`` in 0 .. N_TAPS − 1, ``ber_target`` in (0, 0.5)."""
+        rules = (
+            ("n_tx", DEFAULT_N_TX, int, 1, None, "an integer >= 1 (molecules per 1-bit)"),
+            ("isi_memory", DEFAULT_ISI_MEMORY, int, 0, N_TAPS - 1,
+             f"an integer in 0 .. {N_TAPS - 1} (the {N_TAPS} stored ISI taps)"),
+            ("ber_target", DEFAULT_BER_TARGET, float, None, None, "a number in (0, 0.5)"),
+        )  # fmt: skip
+        for key, default, kind, lo, hi, allowed in rules:
+            value = section.get(key, default)
+            if kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                ok = ok and value >= lo and (hi is None or value <= hi)
+            else:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                ok = ok and 0.0 < value < 0.5
+            if not ok:
+                raise ValueError(f"channel.{key} = {value!r}; allowed: {allowed}")
 
     def inner_coords(
         self, settings: Mapping[str, Any], points: Points | None = None
@@ -290,7 +446,8 @@ class Channel(Experiment):
 
         A point evaluates about ``14 + 2 n_Ts + windows(t_end / bin_width)`` time windows of the
         exact model (peak search, ``F`` at the bin ends, ``F(Ts)`` and taps per symbol time;
-        counted for the tiny config: 16), each costing
+        counted for the tiny config: 16), plus :data:`LINK_WINDOWS` for the achievable-rate
+        search, each costing
         :func:`~sweeplab.mcvd.exact_window_cost` (growing as ``gap^-1.5``, bounded by the minimum
         gap). The geometries' entries are in ``settings["geometry"]``: the planner and a block job
         pass them with the settings (without them, only the simulation is estimated).
@@ -303,6 +460,7 @@ class Channel(Experiment):
         ratio = settings["t_end"] / settings["bin_width"]
         n_ts = len(settings.get("symbol_time", DEFAULT_SYMBOL_TIME))
         windows = 14 + 2 * n_ts + math.ceil(math.log(max(ratio, 1.0)) / math.log(20.0))
+        windows += LINK_WINDOWS
         for name in set(names.tolist()):
             try:  # D does not change the cost; an invalid geometry fails at once in the point
                 g = channel_geometry(entries[name], 1.0, settings.get("wall", True))
@@ -345,33 +503,48 @@ class Channel(Experiment):
     ) -> dict[str, np.ndarray]:
         """Each point in turn: models in this process, the simulation's batches as Dask tasks.
 
-        ``settings`` holds the geometries' entries (``geometry``) of the block's points.
+        ``settings`` holds the geometries' entries (``geometry``) of the block's points. The
+        models depend on the geometry, D and the reactivity only: points of the block that share
+        them (other dt, correction or seed) reuse the first one's model values.
         """
         n = len(points)
         data = self.empty_points(n, settings, points)
         data["point_wall_time"] = np.zeros(n)
+        models: dict[tuple[Any, ...], dict[str, Any]] = {}
         for i in range(n):
             t0 = time.perf_counter()
-            row = self._point(points.params(i), settings, client)
+            row = self._point(points.params(i), settings, client, models)
             for key, value in row.items():
                 data[key][i] = value
             data["point_wall_time"][i] = time.perf_counter() - t0
         return data
 
-    def _point(self, p: Mapping[str, Any], settings: Mapping[str, Any], client: Client
+    def _point(self, p: Mapping[str, Any], settings: Mapping[str, Any], client: Client,
+               models: dict[tuple[Any, ...], dict[str, Any]] | None = None
                ) -> dict[str, Any]:  # fmt: skip
+        """One point's row; ``models`` caches the rows' model part by (geometry, D, reactivity).
+
+        The cached row is the point's row before the simulation: fill values plus everything
+        the models wrote, so a copy of it is exactly what recomputing the models would give.
+        """
         data = {k: v[0] for k, v in self.empty_points(1, settings).items()}
         try:
-            g = channel_geometry(settings["geometry"][p["geometry"]], p["D"], settings["wall"])
-            data["gap"] = g.gap
-            data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
-            self._models(g, settings, data)
-            seed = point_seed(
-                p["seed"], "channel", geometry=p["geometry"], D=p["D"], dt=p["dt"],
-                correction=p["correction"],
-            )  # fmt: skip
+            spec = settings["geometry"][p["geometry"]]
+            g = channel_geometry(spec, p["D"], settings["wall"], p["reactivity"])
+            key = (p["geometry"], p["D"], p["reactivity"])
+            if models is not None and key in models:
+                data = {k: _copy(v) for k, v in models[key].items()}
+            else:
+                data["gap"] = g.gap
+                data["slab_width"] = math.nan if g.slab_width is None else g.slab_width
+                self._models(g, settings, data)
+                self._link_models(g, settings, data)
+                if models is not None:
+                    models[key] = {k: _copy(v) for k, v in data.items()}
+            seed = point_seed(p["seed"], "channel", **_seed_params(p))
             result = self._simulate(p, g, settings, seed, client)
             self._simulation(result, settings, seed, data)
+            self._link_simulation(result, settings, data)
         except Exception as exc:
             logger.warning("channel point %s failed: %s", p, exc)
             data["status"], data["error"] = np.int8(1), f"{type(exc).__name__}: {exc}"
@@ -389,7 +562,7 @@ class Channel(Experiment):
             data[f"relerr_{key}_exact"] = mcvd.relative_error(
                 data[f"fraction_{key}"], data["fraction_exact"], RELERR_FLOOR
             )
-            if not (key == "image_chain" and g.is_slab):
+            if _applies(key, g):
                 data[f"nrmse_{key}_exact"] = mcvd.rate_nrmse(
                     data[f"rate_{key}"], data["rate_exact"]
                 )
@@ -401,8 +574,8 @@ class Channel(Experiment):
         """Every model's F, rate and metrics; approximate forms nan beyond their validity."""
         bw = settings["bin_width"]
         for key, model in MODELS.items():
-            if key == "image_chain" and g.is_slab:
-                continue  # half-space only: stays nan
+            if not _applies(key, g):
+                continue  # stays nan
             if key in VALIDITY:
                 limit = mcvd.validity_limit(g, model)
                 data[f"valid_until_{key}"] = limit
@@ -419,6 +592,49 @@ class Channel(Experiment):
             for i, ts in enumerate(ts_all):
                 data[f"received_{key}"][i] = mcvd.received_fraction(g, ts, model=model).value
                 data[f"isi_{key}"][i] = mcvd.isi_taps(g, ts, N_TAPS, model=model)[0]
+
+    @staticmethod
+    def _link_models(g: mcvd.Geometry, settings: Mapping[str, Any], data: dict[str, Any]) -> None:
+        """Store every model's optimal threshold and BER over Ts, rate and errors vs exact.
+
+        The BER uses the first ``isi_memory + 1`` stored taps ``isi_<model>`` (rounding noise
+        of the exact model clipped, :func:`~sweeplab.mcvd.clip_model_taps`); nan where a tap is
+        nan (an approximate form beyond its validity domain, or a model that does not apply).
+        """
+        n_tx, k, target = link_settings(settings)
+        for key, model in MODELS.items():
+            taps = mcvd.clip_model_taps(data[f"isi_{key}"][:, : k + 1])
+            ok = np.isfinite(taps).all(axis=1)
+            if ok.any():
+                tau, best = mcvd.optimal_threshold(taps[ok], n_tx)
+                data[f"threshold_{key}"][ok], data[f"ber_{key}"][ok] = tau, best
+            if _applies(key, g):
+                rate, _ = mcvd.achievable_rate(g, n_tx, target, k, model=model)
+                data[f"max_rate_{key}"] = rate
+        for key in APPROX:
+            data[f"ber_relerr_{key}_exact"] = mcvd.relative_error(
+                data[f"ber_{key}"], data["ber_exact"], 0.0
+            )
+            data[f"max_rate_relerr_{key}_exact"] = mcvd.relative_error(
+                np.asarray(data[f"max_rate_{key}"]), np.asarray(data["max_rate_exact"]), 0.0
+            )
+
+    @staticmethod
+    def _link_simulation(
+        result: mcvd.SimulationResult, settings: Mapping[str, Any], data: dict[str, Any]
+    ) -> None:
+        """Store the simulation's optimal threshold, BER (with its standard error) and rate.
+
+        Its taps are ``isi_sim`` (nan where ``(isi_memory + 1) Ts > t_end``: BER nan there).
+        """
+        n_tx, k, target = link_settings(settings)
+        taps = data["isi_sim"][:, : k + 1]
+        ok = np.isfinite(taps).all(axis=1)
+        if ok.any():
+            tau, best = mcvd.optimal_threshold(taps[ok], n_tx)
+            data["threshold_sim"][ok], data["ber_sim"][ok] = tau, best
+            data["ber_sim_se"][ok] = mcvd.ber_stderr(taps[ok], n_tx, tau, result.n_molecules)
+        data["max_rate_sim"] = mcvd.achievable_rate(result, n_tx, target, k)[0]
 
     @staticmethod
     def _simulation(
