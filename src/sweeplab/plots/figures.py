@@ -13,6 +13,7 @@ style is not applied globally, so importing this package changes no matplotlib s
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import pkgutil
 from collections.abc import Callable, Iterable
@@ -35,6 +36,26 @@ logger = logging.getLogger(__name__)
 FORMATS = ("png", "svg", "pdf")
 #: no creation date in the vector files, so that redrawing the same data gives the same bytes
 _METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
+def _save_png(fig: Figure, path: Path) -> None:
+    """Write ``fig`` as a 256-colour palette PNG at :data:`sweeplab.plots.style.DPI`.
+
+    Line plots, markers, text and the discrete colour levels of these figures need far fewer
+    than 256 colours (antialiasing aside); the palette PNG is 3.7x smaller than matplotlib's
+    RGBA one (1.97 MB -> 0.53 MB for the default sweep's 21 figures), which keeps the HTML
+    report, where every PNG is embedded, small. The vector formats are unchanged.
+    """
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=style.DPI)
+    buf.seek(0)
+    with Image.open(buf) as rgba:
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(white, rgba.convert("RGBA")).convert("RGB")
+    palette = rgb.quantize(256, method=Image.Quantize.FASTOCTREE)
+    palette.save(path, format="png", dpi=(style.DPI, style.DPI), optimize=True)
 
 
 def _discover() -> dict[str, tuple[str, Callable[[xr.Dataset], Figure]]]:
@@ -95,7 +116,10 @@ def draw_all(datasets: Iterable[Path], out: Path, names: Iterable[str] | None = 
             try:
                 for ext in FORMATS:
                     path = out / f"{name}.{ext}"
-                    fig.savefig(path, dpi=style.DPI, metadata=_METADATA.get(ext))
+                    if ext == "png":
+                        _save_png(fig, path)
+                    else:
+                        fig.savefig(path, dpi=style.DPI, metadata=_METADATA.get(ext))
                     written.append(path)
                     # the layout is in inches and points, the same in every format: solve the
                     # constrained layout once (it was about a third of a figure's drawing time)
