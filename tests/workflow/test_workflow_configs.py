@@ -226,3 +226,29 @@ def test_killed_run_resumes_without_half_written_stores(tmp_path):
     assert int(ch.status.sum()) == 0 and ch.fraction_sim.notnull().all()
     assert not list(blocks.glob("*/.*.tmp-*"))
     assert not list((tmp_path / "results").glob(".*.tmp-*"))
+
+
+def test_a_configfile_replaces_the_default_config_and_does_not_merge_into_it(tmp_path):
+    """`--configfile other.yaml` plans other.yaml's grid only: no named geometry of the default
+    `config/config.yaml` joins it (Snakemake merges a workflow's `configfile:` with the command
+    line's files recursively, so the Snakefile loads the default only without --configfile)."""
+    tiny = yaml.safe_load(TINY.read_text())
+    tiny = {"experiments": ["channel"], "channel": tiny["channel"]}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
+    channel = dict(tiny["channel"])
+    (name, spec), *_ = channel["geometry"].items()
+    channel["geometry"] = {"only": spec}
+    assert "only" not in tiny["channel"]["geometry"] and name in tiny["channel"]["geometry"]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"experiments": ["channel"], "channel": channel}))
+    snakemake(tmp_path, "-n", config=other)
+    plans = list((tmp_path / "results" / "plans" / "channel").glob("*.json"))
+    assert plans
+    names = {g for p in plans for g in json.loads(p.read_text())["entries"]["geometry"]}
+    assert names == {"only"}
+    # without --configfile the default is read, and --config applies on top of it
+    shutil.rmtree(tmp_path / "results")
+    proc = snakemake(tmp_path, "-n", "--config", "retry_failed=true", configfile=False)
+    jobs = planned_jobs(proc)
+    assert jobs["channel_block"] >= 1 and "aggregate" in jobs
