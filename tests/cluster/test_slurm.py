@@ -24,7 +24,7 @@ import xarray as xr
 import yaml
 from distributed import Client
 from distributed.security import Security
-from wfutil import BIN, REPO, planned_jobs, snakemake, write_config
+from wfutil import BIN, REPO, TINY, planned_jobs, snakemake, write_config
 
 from sweeplab.sweep import open_block, open_dataset, plan, read_block
 from sweeplab.sweep.cluster import SchedulerUnavailableError, dask_client
@@ -80,19 +80,20 @@ def test_executor_profile_runs_grouped_blocks_as_slurm_jobs(slurm, tiny_run, tmp
     before = set(jobs(slurm))
     proc = snakemake(tmp_path, *SLURM_ARGS, env=slurm.env, timeout=900)
     assert "SLURM run ID" in proc.stderr
-    assert_same_results(tiny_run, tmp_path, ["sharpness", "escape", "channel"])
+    experiments = yaml.safe_load(TINY.read_text())["experiments"]
+    assert_same_results(tiny_run, tmp_path, experiments)
 
-    # the planned blocks of 3 experiments (the same as the local run's: the tiny points fit one
-    # block at the profile's block_seconds too), grouped per experiment (group-components 6):
-    # exactly 3 Slurm jobs were submitted; aggregate and figures are local rules
+    # the planned blocks of every experiment (the same as the local run's: the tiny points fit
+    # one block at the profile's block_seconds too), grouped per experiment (group-components):
+    # exactly one Slurm job per experiment was submitted; aggregate and figures are local rules
     known = jobs(slurm)
     submitted = set(known) - before
     stores = sorted((tmp_path / "results" / "blocks").glob("*/*.zarr.zip"))
     local = sorted((tiny_run / "results" / "blocks").glob("*/*.zarr.zip"))
     assert [s.name for s in stores] == [s.name for s in local]
-    assert {s.parent.name for s in stores} == {"sharpness", "escape", "channel"}
+    assert {s.parent.name for s in stores} == set(experiments)
     by_job = {open_block(s).attrs["slurm_job_id"]: s.parent.name for s in stores}
-    assert set(by_job) == submitted and len(submitted) == 3
+    assert set(by_job) == submitted and len(submitted) == len(experiments)
     # every block store was written inside its group's Slurm job, which completed with the
     # resources the registry and the profile set: a group job asks for the CPUs and memory of
     # one block (cores: 2) and runs its blocks in series
