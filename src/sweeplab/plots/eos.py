@@ -74,15 +74,6 @@ def _spectrum_lengths(ds: xr.Dataset) -> dict[str, int]:
         return {str(s): _n_modes(ds, str(s)) for s in ds.spectrum.values}
 
 
-def _message(ax: Axes, text: str, title: str = "") -> None:
-    """Turn ``ax`` into a panel stating what the grid lacks (a structural absence)."""
-    ax.text(0.5, 0.5, style.wrap(text), ha="center", va="center", transform=ax.transAxes,
-            color="0.25")  # fmt: skip
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title)
-
-
 def _eta_axis(ax: Axes) -> None:
     """Label the step-size axis with at most four ticks (long decimals do not overlap)."""
     ax.set_xlabel(ETA_LABEL)
@@ -346,7 +337,7 @@ def eos_gfs(ds: xr.Dataset) -> Figure:
     widths = [int(w) for w in ds.width.values]
     if not scalar or 1 not in widths:
         fig, ax = plt.subplots(figsize=style.size("double", 2.4), layout="constrained")
-        _message(ax, "the grid has no scalar chain (a one-value spectrum with width 1)", title)
+        style.message(ax, "the grid has no scalar chain (a one-value spectrum with width 1)", title)
         return fig
     gfs = ds.gfs_sharpness.sel(width=1)
     finite = [s for s in scalar if style.finite_any(gfs.sel(spectrum=s).values)]

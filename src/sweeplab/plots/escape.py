@@ -67,23 +67,13 @@ def _setting(ds: xr.Dataset, key: str, default: float) -> float:
         return default
 
 
-def _message(ax: Axes, text: str, title: str = "") -> None:
-    """Turn ``ax`` into a panel that states what the dataset lacks (a structural absence)."""
-    ax.text(0.5, 0.5, style.wrap(text), ha="center", va="center", transform=ax.transAxes,
-            color="0.25")  # fmt: skip
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-
-
 def _message_figure(title: str, text: str, *, finite: bool = False) -> Figure:
     """One panel stating why the figure has nothing to draw (``finite``: no finite data)."""
     fig, ax = plt.subplots(figsize=style.size("double", 2.4), layout="constrained")
     if finite:
         style.no_data(ax, text, title)
     else:
-        _message(ax, text, title)
+        style.message(ax, text, title)
     return fig
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "finite_any",
     "flags",
     "label",
+    "message",
     "no_data",
     "quiet",
     "reason",
@@ -302,6 +303,27 @@ def wrap(text: str, width: int = MESSAGE_WIDTH) -> str:
     )
 
 
+def message(ax: Axes, text: str, title: str = "") -> None:
+    """Turn ``ax`` into a panel that states ``text`` (what the data lack) instead of a plot.
+
+    Parameters
+    ----------
+    ax : Axes
+        The panel (its ticks are removed).
+    text : str
+        The message, grey, centred, wrapped to :data:`MESSAGE_WIDTH`.
+    title : str, optional
+        Title of the panel.
+
+    """
+    ax.text(0.5, 0.5, wrap(text), ha="center", va="center", transform=ax.transAxes,
+            color="0.25")  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
 def no_data(ax: Axes, why: str, title: str = "") -> None:
     """Turn ``ax`` into a panel saying that it has no finite data, and why.
 
@@ -315,19 +337,7 @@ def no_data(ax: Axes, why: str, title: str = "") -> None:
         Title of the panel.
 
     """
-    ax.text(
-        0.5,
-        0.5,
-        f"{MESSAGE_PREFIX}:\n{wrap(why)}",
-        ha="center",
-        va="center",
-        transform=ax.transAxes,
-        color="0.25",
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
+    message(ax, f"{MESSAGE_PREFIX}:\n{wrap(why)}", title)
 
 
 def flags(var: xr.DataArray) -> dict[int, str]:
