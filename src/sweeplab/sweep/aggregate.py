@@ -23,6 +23,9 @@ Rules (see docs/architecture.md):
   warning naming what was wrong. ``sweeplab info --verify`` and ``export`` check every digest.
 - Either way the new store replaces the old one by two renames (``store.swap_into_place``): a
   reader sees the complete old aggregate or the complete new one, never a mixture.
+- Every write is a new **version** (see :mod:`.versions`): its chunks have the next chunk key
+  encoding of a cycle of three, and the two versions before it stay (hard links), so a
+  dataset opened earlier keeps reading its own version's chunks through two more writes.
 
 Memory is bounded by one cell of every variable plus one block, whatever the number of blocks.
 """
@@ -73,6 +76,15 @@ from .store import (
     settle_zarr_writes,
     swap_into_place,
     temporary_name,
+)
+from .versions import (
+    KEY_ENCODINGS,
+    chunk_key,
+    keep_versions,
+    key_version,
+    link_versions,
+    next_version,
+    retag,
 )
 
 __all__ = [
@@ -232,14 +244,9 @@ class Layout:
         return product(*(range(n) for n in self.cell_counts))
 
 
-# Chunk keys "c.i.j" rather than "c/i/j": one directory per array instead of one per chunk
-# index level; creating and removing directories is what a copy-on-write update pays for.
-KEY_ENCODING = {"name": "default", "separator": "."}
-
-
 async def _create_coord(group: zarr.AsyncGroup, dim: str, values: np.ndarray,
-                        attrs: Mapping[str, Any]) -> None:  # fmt: skip
-    """Create the coordinate array ``dim`` of ``group`` and write its values."""
+                        attrs: Mapping[str, Any], version: int) -> None:  # fmt: skip
+    """Create the coordinate array ``dim`` of ``group`` (keys of ``version``), write its values."""
     arr = await group.create_array(
         dim,
         shape=values.shape,
@@ -247,13 +254,17 @@ async def _create_coord(group: zarr.AsyncGroup, dim: str, values: np.ndarray,
         dimension_names=(dim,),
         attributes=dict(attrs),
         fill_value="" if values.dtype == object else None,
-        chunk_key_encoding=KEY_ENCODING,
+        chunk_key_encoding=KEY_ENCODINGS[version],
     )
     await arr.setitem(slice(None), values)
 
 
-def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.Group:
-    """Create the aggregate's arrays (all at once on zarr's loop) and write its coordinates."""
+def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any],
+                  version: int) -> zarr.Group:  # fmt: skip
+    """Create the aggregate's arrays (all at once on zarr's loop) and write its coordinates.
+
+    Their chunk keys are those of ``version`` (see :mod:`.versions`).
+    """
     cattrs = coord_attrs(layout.experiment)
 
     async def create() -> zarr.AsyncGroup:
@@ -262,7 +273,7 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
         )
         await asyncio.gather(
             *(
-                _create_coord(group, dim, values, cattrs.get(dim, {}))
+                _create_coord(group, dim, values, cattrs.get(dim, {}), version)
                 for dim, values in layout.coords.items()
             ),
             *(
@@ -274,7 +285,7 @@ def _create_store(path: Path, layout: Layout, attrs: Mapping[str, Any]) -> zarr.
                     fill_value=var.fill,
                     dimension_names=var.dims,
                     attributes=var.attrs(),
-                    chunk_key_encoding=KEY_ENCODING,
+                    chunk_key_encoding=KEY_ENCODINGS[version],
                 )
                 for name, var in layout.vars.items()
             ),
@@ -432,6 +443,7 @@ class _State:
     ledger: Ledger
     holder: np.ndarray  # block index of each grid point
     status: np.ndarray  # status of each grid point's record
+    version: int  # the version written (see .versions): its chunk keys
 
     @cached_property
     def positions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -506,7 +518,8 @@ def aggregate(
     layout = Layout(exp, section)
     recover_aside(out)
     remove_stale_temporaries(out)
-    manifest = None if full else _read_manifest(out)
+    previous = _read_manifest(out)  # also with ``full``: its file table serves the kept versions
+    manifest = None if full else previous
     points_digest = hashlib.sha256(settings_text(exp, exp.settings(section)).encode()).hexdigest()[
         :20
     ]
@@ -518,7 +531,7 @@ def aggregate(
             layout, old_lengths = kept, {d: len(k) for d, k in manifest["coords"].items()}
         else:  # the same grid, still in the chunks an extend kept: no re-layout
             layout = layout.kept(manifest) or layout
-    state = _State(exp, layout, grid, ledger, ledger.block[record], status)
+    state = _State(exp, layout, grid, ledger, ledger.block[record], status, next_version(out))
     clean = np.zeros(len(ledger.names), dtype=bool)
     stats = ledger.stats.tolist()
     if same_points:
@@ -551,8 +564,8 @@ def aggregate(
         else:
             report = _update(state, out, dirty, new_manifest, attrs, manifest["files"])
     else:
-        report = _rebuild(state, out, clean, new_manifest, attrs or {},
-                          old_ok=same_points)  # fmt: skip
+        report = _rebuild(state, out, clean, new_manifest, attrs or {}, old_ok=same_points,
+                          old_files=None if previous is None else previous["files"])  # fmt: skip
     logger.info(
         "%s: %s, %d block(s) read, %d reused, %d cell(s) written in %.2f s",
         experiment, report.mode, report.blocks_read, report.blocks_reused,
@@ -730,7 +743,7 @@ def _patch(state: _State, group: zarr.Group, blocks: np.ndarray, store: Path | N
             if buf is None:  # the ledger said the block holds points there, the block not
                 continue
             if store is not None:
-                for chunk in _chunk_files(store, state.layout, cell):
+                for chunk in _chunk_files(store, state.layout, cell, state.version):
                     chunk.unlink(missing_ok=True)
             buf.write(group)
             cells += 1
@@ -755,47 +768,33 @@ def _set_root_attrs(store: Path, attrs: Mapping[str, Any]) -> None:
     os.replace(tmp, root)  # a new inode: a hard-linked original keeps its own
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Copy the store ``src`` to ``dst`` as hard links (no data copied).
-
-    Falls back to plain copies where the file system has no hard links.
-    """
-    for path in sorted(src.rglob("*")):
-        rel = dst / path.relative_to(src)
-        if path.is_dir():
-            rel.mkdir(parents=True, exist_ok=True)
-            continue
-        rel.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, rel)
-        except OSError:
-            shutil.copy2(path, rel)
-
-
-def _chunk_files(store: Path, layout: Layout, cell: Sequence[int]) -> list[Path]:
-    """Return the one chunk file of every variable that ``cell`` covers."""
+def _chunk_files(store: Path, layout: Layout, cell: Sequence[int], version: int) -> list[Path]:
+    """Return the one chunk file of every variable that ``cell`` covers, in ``version``."""
     where = dict(zip(layout.chunked, cell, strict=True))
     return [
-        store / name / ".".join(["c", *(str(where.get(d, 0)) for d in var.dims)])
+        store / name / chunk_key([where.get(d, 0) for d in var.dims], version)
         for name, var in layout.vars.items()
     ]
 
 
 @contextlib.contextmanager
-def _copy_on_write(out: Path) -> Iterator[tuple[Path, zarr.Group]]:
-    """Yield a hard-linked copy of the store ``out`` (path, opened group), swapped in at the end.
+def _copy_on_write(out: Path, version: int) -> Iterator[tuple[Path, zarr.Group, dict[str, str]]]:
+    """Yield a hard-linked copy of the store ``out`` as its new ``version``, swapped in at the end.
 
-    No data is copied; a file to change must be replaced (unlinked, then written anew), so the
+    Yields the copy's path, its opened group and the chunk links made for ``version`` (see
+    :func:`.versions.link_versions`: the old versions' chunks stay for earlier readers). No
+    data is copied; a file to change must be replaced (unlinked, then written anew), so the
     old store's files are never modified. The copy replaces ``out`` when the block ends without
     error; otherwise it is removed, once zarr's pending writes into it have ended.
     """
     tmp = temporary_name(out)
     try:
-        _link_tree(out, tmp)
+        aliases = link_versions(out, tmp, version)
+        retag(tmp, version)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
-        yield tmp, group
+        yield tmp, group, aliases
         swap_into_place(tmp, out)
     finally:
         if tmp.exists():  # a failed write: zarr may still be writing chunks into it
@@ -805,13 +804,15 @@ def _copy_on_write(out: Path) -> Iterator[tuple[Path, zarr.Group]]:
 
 def _write_manifest(store: Path, manifest: Mapping[str, Any],
                     previous: Mapping[str, Any] | None = None,
-                    linked_from: Path | None = None) -> None:  # fmt: skip
+                    linked_from: Path | None = None,
+                    aliases: Mapping[str, str] | None = None) -> None:  # fmt: skip
     """Write ``manifest`` with the file table of ``store``.
 
     ``store`` may be a hard-linked copy of ``linked_from`` whose table is ``previous``: the
-    entries of files still linked are kept, the others digested (see :func:`file_table`).
+    entries of files still linked (at their own path, or as ``aliases`` of another) are kept,
+    the others digested (see :func:`file_table`).
     """
-    table = file_table(store, previous, linked_from)
+    table = file_table(store, previous, linked_from, aliases)
     _write_json(store / MANIFEST, {**manifest, "files": table})
 
 
@@ -820,12 +821,12 @@ def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
             files: Mapping[str, Any]) -> AggregateReport:  # fmt: skip
     # Copy-on-write: touched chunk files are replaced; the old store is never modified.
     n = len(manifest["blocks"])
-    with _copy_on_write(out) as (tmp, group):
+    with _copy_on_write(out, state.version) as (tmp, group, aliases):
         cells = _patch(state, group, dirty, tmp)
         if attrs:
             _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
         (tmp / MANIFEST).unlink()
-        _write_manifest(tmp, manifest, files, out)
+        _write_manifest(tmp, manifest, files, out, aliases)
     return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
@@ -841,20 +842,23 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
     """
     layout = state.layout
     n = len(manifest["blocks"])
-    with _copy_on_write(out) as (tmp, group):
+    with _copy_on_write(out, state.version) as (tmp, group, aliases):
         arrays = _arrays(group)
         grown = [d for d, c in layout.coords.items() if arrays[d].shape != c.shape]
-        for name in layout.vars:
-            (tmp / name / "zarr.json").unlink()  # a new file: the old store keeps its own
-        for dim in grown:
-            shutil.rmtree(tmp / dim)  # written anew below (links removed, not their files)
+        for dim in grown:  # written anew below: the links of this version go, not their files
+            (tmp / dim / "zarr.json").unlink()
+            for path in [p for p in (tmp / dim).rglob("*") if p.is_file()]:
+                if key_version(path.relative_to(tmp / dim).as_posix()) == state.version:
+                    path.unlink()
         shapes = {n: tuple(len(layout.coords[d]) for d in v.dims) for n, v in layout.vars.items()}
         cattrs = coord_attrs(layout.experiment)
         _concurrently(
             [
                 *(arrays[n].async_array.resize(shape) for n, shape in shapes.items()),
                 *(
-                    _create_coord(group._async_group, d, layout.coords[d], cattrs.get(d, {}))
+                    _create_coord(
+                        group._async_group, d, layout.coords[d], cattrs.get(d, {}), state.version
+                    )
                     for d in grown
                 ),
             ]
@@ -871,12 +875,19 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
                                   "experiment": state.exp.name}  # fmt: skip
         _write_json(tmp / "zarr.json", root)  # a new file: the old store keeps its own
         (tmp / MANIFEST).unlink()
-        _write_manifest(tmp, manifest, files, out)
+        _write_manifest(tmp, manifest, files, out, aliases)
     return AggregateReport("extend", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])
 
 
 def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str, Any],
-             attrs: Mapping[str, Any], *, old_ok: bool) -> AggregateReport:  # fmt: skip
+             attrs: Mapping[str, Any], *, old_ok: bool,
+             old_files: Mapping[str, Any] | None) -> AggregateReport:  # fmt: skip
+    """Build the store anew (as ``state.version``) and swap it in.
+
+    With ``old_ok``, values of clean blocks are copied from the old store. With ``old_files``
+    (the old store's intact file table), the old store's chunks of the versions kept for
+    earlier readers are linked into the new store.
+    """
     layout = state.layout
     tmp = temporary_name(out)
     old = None
@@ -899,7 +910,7 @@ def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str,
     dirty = np.unique(state.holder[~covered])
     n = len(manifest["blocks"])
     try:
-        group = _create_store(tmp, layout, {**attrs, "experiment": state.exp.name})
+        group = _create_store(tmp, layout, {**attrs, "experiment": state.exp.name}, state.version)
         cells = 0
         if old is not None and covered.any():
             # cells the new blocks touch are copied and filled in _patch, written once
@@ -923,7 +934,9 @@ def _rebuild(state: _State, out: Path, clean: np.ndarray, manifest: Mapping[str,
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp, zarr_format=3)
-        _write_manifest(tmp, manifest)
+        if old_files is not None:
+            keep_versions(out, tmp, state.version)
+        _write_manifest(tmp, manifest, old_files, out if old_files is not None else None)
         swap_into_place(tmp, out)
     finally:
         if tmp.exists():  # a failed write: zarr may still be writing chunks into it

@@ -103,6 +103,7 @@ def file_table(
     root: str | os.PathLike[str],
     previous: Mapping[str, Any] | None = None,
     linked_from: str | os.PathLike[str] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> dict[str, list[Any]]:
     """Return the file table of the store ``root``: relative path -> [size, mtime_ns, digest].
 
@@ -110,18 +111,22 @@ def file_table(
     ``previous`` (an update): a file that is still the same file there (same inode, size and
     mtime as recorded) keeps its entry; every other file is read and digested. Files written
     anew always have another inode (the old store still holds the old one), so a rewrite is
-    never mistaken for a kept file, whatever the clock's resolution.
+    never mistaken for a kept file, whatever the clock's resolution. ``aliases`` maps a path
+    of ``root`` to the path of ``linked_from`` it was linked from, where they differ (a new
+    version's chunk key).
     """
     root = Path(root)
     previous = previous or {}
+    aliases = aliases or {}
     table: dict[str, list[Any]] = {}
     for rel, st in sorted(store_files(root).items()):
-        old = previous.get(rel)
+        source = aliases.get(rel, rel)
+        old = previous.get(source)
         if (
             linked_from is not None
             and isinstance(old, list)
             and old[:2] == [st.st_size, st.st_mtime_ns]
-            and _same_file(Path(linked_from) / rel, st)
+            and _same_file(Path(linked_from) / source, st)
         ):
             table[rel] = list(old)
         else:
