@@ -74,9 +74,12 @@ def run(src: Path, task: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def allocated(path: Path) -> tuple[int, int]:
+def allocated(path: Path) -> tuple[int, int, int]:
+    """Paths of files, distinct files (hard links counted once), and allocated bytes."""
     items = list(path.rglob("*"))
-    return sum(p.is_file() for p in items), sum(p.stat().st_blocks * 512 for p in items)
+    inodes = {(st.st_dev, st.st_ino): st for st in (p.stat() for p in items)}
+    files = sum(p.is_file() for p in items)
+    return files, len(inodes), sum(st.st_blocks * 512 for st in inodes.values())
 
 
 def main() -> None:
@@ -102,7 +105,7 @@ def main() -> None:
     print(f"{n} synthetic sharpness blocks in {root}; base = {args.base}")
     for cell in (0, args.cell):
         label = "one cell" if not cell else f"CELL_ELEMENTS = {cell}"
-        base_store = root / f"base-{cell}.zarr"
+        base_store = root / f"start-{cell}.zarr"
         shutil.rmtree(base_store, ignore_errors=True)
         # the starting store, by the baseline (version-0 keys, which both read)
         run(srcs["base"], {"root": str(root), "n": n, "out": str(base_store), "full": True,
@@ -136,8 +139,11 @@ def main() -> None:
                 f"ratio {v / b:5.2f}  ({len(results['new'][what])} runs each, medians)"
             )
         for name in srcs:
-            files, size = sizes[name]
-            print(f"  after 3 updates, {name:<4}: {files} files, {size / 1e3:.0f} kB allocated")
+            files, distinct, size = sizes[name]
+            print(
+                f"  after 3 updates, {name:<4}: {files} file paths, {distinct} inodes (with "
+                f"directories), {size / 1e3:.0f} kB allocated (hard links counted once)"
+            )
 
 
 if __name__ == "__main__":
