@@ -10,7 +10,7 @@ in fresh subprocesses on copies of one store, and reports the medians and their 
 1. one block changed (an in-place update), and the grid extended by one block;
 2. for the sharpness blocks of ``bench/aggregate_scale.py`` (N depths x 4 seeds: one cell),
    and for the same grid cut into many cells (``CELL_ELEMENTS`` lowered to ``--cell``
-   values: about N x 4 / cell cells, 15 chunk files each), where linking costs most;
+   values: about N x 4 / cell cells, a chunk file per variable each), where linking costs most;
 3. the store's allocated size after three updates (the kept versions' chunks).
 
 Usage: .venv/bin/python bench/aggregate_versions.py --base /work/wt-base [--blocks 2000]
