@@ -76,6 +76,7 @@ from .store import (
     settle_zarr_writes,
     swap_into_place,
     temporary_name,
+    write_json,
 )
 from .versions import (
     KEY_ENCODINGS,
@@ -427,12 +428,6 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _write_json(path: Path, content: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(content, sort_keys=True))
-    os.replace(tmp, path)
-
-
 @dataclass(eq=False)
 class _State:
     """The grid, who holds each of its points, and what the old aggregate already has."""
@@ -763,9 +758,7 @@ def _set_root_attrs(store: Path, attrs: Mapping[str, Any]) -> None:
     root = store / "zarr.json"
     doc = json.loads(root.read_text())
     doc["attributes"] = {**doc.get("attributes", {}), **attrs}
-    tmp = root.with_name(f".zarr.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, root)  # a new inode: a hard-linked original keeps its own
+    write_json(root, doc)  # a new inode: a hard-linked original keeps its own
 
 
 def _chunk_files(store: Path, layout: Layout, cell: Sequence[int], version: int) -> list[Path]:
@@ -813,7 +806,7 @@ def _write_manifest(store: Path, manifest: Mapping[str, Any],
     the others digested (see :func:`file_table`).
     """
     table = file_table(store, previous, linked_from, aliases)
-    _write_json(store / MANIFEST, {**manifest, "files": table})
+    write_json(store / MANIFEST, {**manifest, "files": table})
 
 
 def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, Any],
@@ -873,7 +866,7 @@ def _extend(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
         if attrs:
             root["attributes"] = {**root.get("attributes", {}), **attrs,
                                   "experiment": state.exp.name}  # fmt: skip
-        _write_json(tmp / "zarr.json", root)  # a new file: the old store keeps its own
+        write_json(tmp / "zarr.json", root)  # a new file: the old store keeps its own
         (tmp / MANIFEST).unlink()
         _write_manifest(tmp, manifest, files, out, aliases)
     return AggregateReport("extend", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])

@@ -47,6 +47,7 @@ __all__ = [
     "temporary_name",
     "verify_aggregate",
     "write_atomic",
+    "write_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -473,6 +474,17 @@ def check_writable(directory: Path) -> None:
     finally:
         os.close(fd)
         probe.unlink(missing_ok=True)
+
+
+def write_json(path: Path, content: Any) -> None:
+    """Write ``content`` to ``path`` as JSON, in a new file moved into place.
+
+    Never modified in place: a hard-linked original (the live store's, under copy-on-write)
+    keeps its own content, and a reader never sees a half-written file.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(content, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def remove_tree(path: Path) -> None:

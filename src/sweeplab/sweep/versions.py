@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .store import write_json
+
 __all__ = [
     "KEY_ENCODINGS",
     "chunk_key",
@@ -177,13 +179,6 @@ def keep_versions(src: Path, dst: Path, version: int) -> int:
     return n
 
 
-def _write_json(path: Path, content: Any) -> None:
-    """Write ``content`` to ``path`` as a new file (a hard-linked original keeps its own)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(content))
-    os.replace(tmp, path)
-
-
 def retag(store: Path, version: int) -> None:
     """Give every array of ``store`` the chunk key encoding of ``version``, in new files.
 
@@ -198,6 +193,6 @@ def retag(store: Path, version: int) -> None:
             continue
         doc = json.loads((store / name / "zarr.json").read_text())
         doc["chunk_key_encoding"] = form
-        _write_json(store / name / "zarr.json", doc)
+        write_json(store / name / "zarr.json", doc)
         members[name] = doc
-    _write_json(store / "zarr.json", root)
+    write_json(store / "zarr.json", root)
