@@ -120,6 +120,14 @@ def _dask_default_scheduler_kept():
 
     before = dask.config.config.get("scheduler", _UNSET)
     yield
+    # A Client whose connection failed stays registered as the global client (status not
+    # "closed") while anything references it; dask's get_scheduler then hands a later test's
+    # computation to it, which waits forever (``sweeplab info`` hung in ``Client.gather``).
+    from distributed import client as dclient
+
+    for c in list(dclient._global_clients.values()):
+        if c.status != "running":
+            dclient._del_global_client(c)
     after = dask.config.config.get("scheduler", _UNSET)
     if after is not before:
         if before is _UNSET:
