@@ -124,18 +124,21 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _chunk_files(store: Path) -> list[tuple[Path, str, str, int]]:
-    """Every chunk file of ``store``'s arrays: (path, array name, key, version)."""
+def _files(store: Path) -> list[tuple[Path, str, str, int | None]]:
+    """Every file of ``store``, in one walk: (path, relative path, array name, version).
+
+    The version is that of the file's chunk key (see :func:`key_version`); None for a file
+    that is not an array's chunk (metadata, the manifest, dot files).
+    """
     found = []
-    for array in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(array.rglob("*")):
-            if path.is_dir():
-                continue
-            key = path.relative_to(array).as_posix()
-            version = key_version(key)
-            if version is not None:
-                found.append((path, array.name, key, version))
-    return found
+    for here, _dirs, names in os.walk(store):
+        for name in names:
+            path = Path(here, name)
+            rel = path.relative_to(store).as_posix()
+            array, _, key = rel.partition("/")
+            version = key_version(key) if key and not array.startswith(".") else None
+            found.append((path, rel, array, version))
+    return sorted(found, key=lambda f: f[1])
 
 
 def link_versions(src: Path, dst: Path, version: int) -> dict[str, str]:
@@ -147,18 +150,14 @@ def link_versions(src: Path, dst: Path, version: int) -> dict[str, str]:
     links: relative path in ``dst`` -> relative path of the file they link to.
     """
     current = (version - 1) % N_VERSIONS
-    chunks = {path: (name, key, v) for path, name, key, v in _chunk_files(src)}
     aliases: dict[str, str] = {}
-    for path in sorted(src.rglob("*")):
-        if path.is_dir():
-            continue
-        rel = path.relative_to(src).as_posix()
-        name, key, v = chunks.get(path, (None, None, None))
+    for path, rel, array, v in _files(src):
         if v == version:
             continue
         _link(path, dst / rel)
         if v == current:
-            new = f"{name}/{chunk_key(_index_of(key, v), version)}"
+            key = rel.partition("/")[2]
+            new = f"{array}/{chunk_key(_index_of(key, v), version)}"
             _link(path, dst / new)
             aliases[new] = rel
     return aliases
@@ -172,9 +171,9 @@ def keep_versions(src: Path, dst: Path, version: int) -> int:
     number of files linked.
     """
     n = 0
-    for path, name, _key, v in _chunk_files(src):
-        if v != version and (dst / name / "zarr.json").exists():
-            _link(path, dst / path.relative_to(src))
+    for path, rel, array, v in _files(src):
+        if v is not None and v != version and (dst / array / "zarr.json").exists():
+            _link(path, dst / rel)
             n += 1
     return n
 
