@@ -753,14 +753,6 @@ def _cell_tuple(state: _State, c: int) -> tuple[int, ...]:
     return tuple(int(x) for x in np.unravel_index(c, counts)) if counts else ()
 
 
-def _set_root_attrs(store: Path, attrs: Mapping[str, Any]) -> None:
-    """Replace the store's global attributes (a new root ``zarr.json``; the old file is left)."""
-    root = store / "zarr.json"
-    doc = json.loads(root.read_text())
-    doc["attributes"] = {**doc.get("attributes", {}), **attrs}
-    write_json(root, doc)  # a new inode: a hard-linked original keeps its own
-
-
 def _chunk_files(store: Path, layout: Layout, cell: Sequence[int], version: int) -> list[Path]:
     """Return the one chunk file of every variable that ``cell`` covers, in ``version``."""
     where = dict(zip(layout.chunked, cell, strict=True))
@@ -771,8 +763,12 @@ def _chunk_files(store: Path, layout: Layout, cell: Sequence[int], version: int)
 
 
 @contextlib.contextmanager
-def _copy_on_write(out: Path, version: int) -> Iterator[tuple[Path, zarr.Group, dict[str, str]]]:
+def _copy_on_write(
+    out: Path, version: int, attrs: Mapping[str, Any] | None = None
+) -> Iterator[tuple[Path, zarr.Group, dict[str, str]]]:
     """Yield a hard-linked copy of the store ``out`` as its new ``version``, swapped in at the end.
+
+    ``attrs`` replace root attributes of the copy (provenance), in the metadata's one rewrite.
 
     Yields the copy's path, its opened group and the chunk links made for ``version`` (see
     :func:`.versions.link_versions`: the old versions' chunks stay for earlier readers). No
@@ -783,7 +779,7 @@ def _copy_on_write(out: Path, version: int) -> Iterator[tuple[Path, zarr.Group, 
     tmp = temporary_name(out)
     try:
         aliases = link_versions(out, tmp, version)
-        retag(tmp, version)
+        retag(tmp, version, attrs)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             group = zarr.open_group(tmp, mode="r+", zarr_format=3, use_consolidated=True)
@@ -814,10 +810,9 @@ def _update(state: _State, out: Path, dirty: np.ndarray, manifest: Mapping[str, 
             files: Mapping[str, Any]) -> AggregateReport:  # fmt: skip
     # Copy-on-write: touched chunk files are replaced; the old store is never modified.
     n = len(manifest["blocks"])
-    with _copy_on_write(out, state.version) as (tmp, group, aliases):
+    root_attrs = {**attrs, "experiment": state.exp.name} if attrs else None
+    with _copy_on_write(out, state.version, root_attrs) as (tmp, group, aliases):
         cells = _patch(state, group, dirty, tmp)
-        if attrs:
-            _set_root_attrs(tmp, {**attrs, "experiment": state.exp.name})
         (tmp / MANIFEST).unlink()
         _write_manifest(tmp, manifest, files, out, aliases)
     return AggregateReport("update", len(dirty), n - len(dirty), cells, n, manifest["n_failed"])

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +178,12 @@ def keep_versions(src: Path, dst: Path, version: int) -> int:
     return n
 
 
-def retag(store: Path, version: int) -> None:
+def retag(store: Path, version: int, attrs: Mapping[str, Any] | None = None) -> None:
     """Give every array of ``store`` the chunk key encoding of ``version``, in new files.
 
     Each array's ``zarr.json`` and the root's consolidated metadata are rewritten (replaced,
-    never modified in place: ``store`` may be a hard-linked copy of the live store).
+    never modified in place: ``store`` may be a hard-linked copy of the live store); ``attrs``
+    are merged into the root's attributes in the same write.
     """
     root = json.loads((store / "zarr.json").read_text())
     members = root["consolidated_metadata"]["metadata"]
@@ -194,4 +195,6 @@ def retag(store: Path, version: int) -> None:
         doc["chunk_key_encoding"] = form
         write_json(store / name / "zarr.json", doc)
         members[name] = doc
+    if attrs:
+        root["attributes"] = {**root.get("attributes", {}), **attrs}
     write_json(store / "zarr.json", root)
